@@ -1,0 +1,1 @@
+//! GoBGP-compatible gRPC API. Being written.

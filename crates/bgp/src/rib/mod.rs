@@ -1,0 +1,1 @@
+//! RIBs, decision process and route reflection. Being written.

@@ -1,0 +1,1 @@
+//! GoBGP-format TOML configuration. Being written.

@@ -1,0 +1,3 @@
+//! One module per `seam` subcommand.
+
+pub mod bgpd;
