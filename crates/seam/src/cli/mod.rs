@@ -1,3 +1,12 @@
 //! One module per `seam` subcommand.
 
 pub mod bgpd;
+
+/// The datastore option every store-backed command takes, the same way calicoctl users set
+/// theirs: a flag, or the `SEAM_DATASTORE` environment variable.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DatastoreArgs {
+    /// Where state lives: `file:PATH` (embedded, one machine) or `etcd://HOST:PORT[,HOST:PORT...]`.
+    #[arg(long = "datastore", env = "SEAM_DATASTORE", default_value = "file:/var/lib/seam/seam.redb")]
+    pub datastore: String,
+}
