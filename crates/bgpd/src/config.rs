@@ -1,1 +1,0 @@
-//! GoBGP-format TOML configuration. Being written.

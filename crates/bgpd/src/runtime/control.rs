@@ -1,0 +1,171 @@
+//! The bridge between the management API and the core: each API call becomes one message to
+//! the core task with a oneshot reply, so API readers never lock the RIB.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bgp::types::{Family, Prefix};
+use bgp::wire::PathAttributes;
+use seam_api::{Control, ControlError, GlobalInfo, NeighborInfo, RouteInfo, SessionState, Table};
+use tokio::sync::{mpsc, oneshot};
+
+use super::core::{Core, CoreEvent};
+
+/// API operations, answered by the core.
+pub(crate) enum ApiRequest {
+    Global(oneshot::Sender<GlobalInfo>),
+    Neighbors(oneshot::Sender<Vec<NeighborInfo>>),
+    Routes { table: Table, family: Family, reply: oneshot::Sender<Result<Vec<RouteInfo>, ControlError>> },
+    AddPath { prefix: Prefix, attributes: PathAttributes, reply: oneshot::Sender<Result<(), ControlError>> },
+    DeletePath { prefix: Prefix, reply: oneshot::Sender<Result<(), ControlError>> },
+}
+
+/// A cloneable handle that implements the API's `Control` trait over the core's channel.
+#[derive(Clone)]
+pub struct CoreControl {
+    core: mpsc::Sender<CoreEvent>,
+}
+
+impl CoreControl {
+    pub(crate) fn new(core: mpsc::Sender<CoreEvent>) -> CoreControl {
+        CoreControl { core }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> ApiRequest) -> Result<T, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.core
+            .send(CoreEvent::Api(make(reply)))
+            .await
+            .map_err(|_| ControlError::Unavailable("the daemon is shutting down".into()))?;
+        answer.await.map_err(|_| ControlError::Unavailable("the daemon is shutting down".into()))
+    }
+}
+
+#[seam_api::async_trait]
+impl Control for CoreControl {
+    async fn global(&self) -> GlobalInfo {
+        self.ask(ApiRequest::Global).await.unwrap_or_default()
+    }
+
+    async fn neighbors(&self) -> Vec<NeighborInfo> {
+        self.ask(ApiRequest::Neighbors).await.unwrap_or_default()
+    }
+
+    async fn routes(&self, table: Table, family: Family) -> Result<Vec<RouteInfo>, ControlError> {
+        self.ask(|reply| ApiRequest::Routes { table, family, reply }).await?
+    }
+
+    async fn add_path(&self, prefix: Prefix, attributes: PathAttributes) -> Result<(), ControlError> {
+        self.ask(|reply| ApiRequest::AddPath { prefix, attributes, reply }).await?
+    }
+
+    async fn delete_path(&self, prefix: Prefix) -> Result<(), ControlError> {
+        self.ask(|reply| ApiRequest::DeletePath { prefix, reply }).await?
+    }
+}
+
+/// Answer one API request from the core's state.
+pub(crate) fn answer(core: &mut Core, request: ApiRequest, now: Instant) {
+    match request {
+        ApiRequest::Global(reply) => {
+            let global = &core.config.global;
+            let _ = reply.send(GlobalInfo {
+                asn: global.asn,
+                router_id: global.router_id,
+                listen_port: if global.listen { i32::from(global.port) } else { -1 },
+                listen_addresses: global.local_addresses.clone(),
+            });
+        }
+        ApiRequest::Neighbors(reply) => {
+            let _ = reply.send(neighbors(core));
+        }
+        ApiRequest::Routes { table, family, reply } => {
+            let _ = reply.send(routes(core, table, family));
+        }
+        ApiRequest::AddPath { prefix, attributes, reply } => {
+            core.rib.originate(prefix, attributes, now);
+            let _ = reply.send(Ok(()));
+        }
+        ApiRequest::DeletePath { prefix, reply } => {
+            let result = if core.rib.withdraw_originated(prefix) {
+                Ok(())
+            } else {
+                Err(ControlError::NotFound(format!("{prefix} is not a locally originated route")))
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn neighbors(core: &Core) -> Vec<NeighborInfo> {
+    let mut list: Vec<NeighborInfo> = core
+        .peers
+        .values()
+        .map(|peer| {
+            let neighbor = &peer.neighbor;
+            let session = core.peer_session(neighbor.address);
+            let counts = core.peer_rib_id(neighbor.address).map(|id| core.rib.peer_counts(id));
+            NeighborInfo {
+                address: neighbor.address,
+                peer_as: neighbor.peer_as,
+                local_as: neighbor.local_as.unwrap_or(core.config.global.asn),
+                router_id: session.map(|(negotiated, _)| negotiated.peer_id),
+                state: session_state(peer.state),
+                since: peer.since,
+                received: counts.as_ref().map_or(0, |c| c.received as u64),
+                accepted: counts.as_ref().map_or(0, |c| c.accepted as u64),
+                advertised: counts.as_ref().map_or(0, |c| c.advertised as u64),
+                route_reflector_client: neighbor.route_reflector_client,
+                cluster_id: neighbor.cluster_id.or(if neighbor.route_reflector_client { Some(core.config.global.router_id) } else { None }),
+                description: neighbor.description.clone().unwrap_or_default(),
+                hold_time: session.map_or(neighbor.timers.hold_time, |(negotiated, _)| negotiated.hold_time),
+                keepalive: session.map_or(neighbor.timers.keepalive_interval, |(negotiated, _)| negotiated.keepalive),
+                families: session.map_or_else(|| neighbor.families.clone(), |(negotiated, _)| negotiated.families.clone()),
+                local_address: session.map(|(_, local)| local).or(neighbor.local_address),
+                passive: neighbor.passive || peer.dynamic,
+            }
+        })
+        .collect();
+    list.sort_by_key(|n| n.address);
+    list
+}
+
+fn routes(core: &Core, table: Table, family: Family) -> Result<Vec<RouteInfo>, ControlError> {
+    let views = match table {
+        Table::Global => core.rib.loc_rib(family),
+        Table::AdjIn(address) | Table::AdjOut(address) => {
+            if !core.peers.contains_key(&address) {
+                return Err(ControlError::NotFound(format!("neighbor {address} is not configured")));
+            }
+            match core.peer_rib_id(address) {
+                None => Vec::new(),
+                Some(id) if matches!(table, Table::AdjIn(_)) => core.rib.adj_rib_in(id, family),
+                Some(id) => core.rib.adj_rib_out(id, family),
+            }
+        }
+    };
+    Ok(views
+        .into_iter()
+        .map(|view| {
+            let (source, source_id) = match view.source {
+                bgp::rib::RouteSource::Peer { address, router_id, .. } => (Some(address), Some(router_id)),
+                bgp::rib::RouteSource::Local => (None, None),
+            };
+            RouteInfo { prefix: view.prefix, attrs: Arc::clone(&view.attrs), since: core.wall_time(view.since), best: view.best, source, source_id }
+        })
+        .collect())
+}
+
+fn session_state(state: bgp::fsm::State) -> SessionState {
+    use bgp::fsm::State as S;
+    match state {
+        S::Idle => SessionState::Idle,
+        S::Connect => SessionState::Connect,
+        S::Active => SessionState::Active,
+        S::OpenSent => SessionState::OpenSent,
+        S::OpenConfirm => SessionState::OpenConfirm,
+        S::Established => SessionState::Established,
+    }
+}
+

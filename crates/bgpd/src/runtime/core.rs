@@ -1,0 +1,292 @@
+//! The core task: sole owner of the RIB and of the peer table. Peer tasks and the API talk to
+//! it with messages; it answers API queries, runs the decision process and feeds each peer's
+//! writer with encoded UPDATEs under a credit limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bgp::fsm::{Negotiated, PeerConfig, State};
+use bgp::rib::{PeerId, PeerInfo, Rib, RibConfig};
+use bgp::types::Family;
+use bgp::wire::{self, codes, CodecContext, Update};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::control::{self, ApiRequest};
+use super::peer::{self, Outgoing, PeerCommand, PeerSettings, PeerTask, Writer, CREDIT_LIMIT};
+use crate::config::{Config, Neighbor};
+
+/// Everything that reaches the core.
+pub(crate) enum CoreEvent {
+    /// A listener accepted a connection from `remote`.
+    Inbound { stream: TcpStream, remote: IpAddr },
+    /// A peer's FSM changed state (for status reporting).
+    State { peer: IpAddr, state: State },
+    Established {
+        peer: IpAddr,
+        generation: u64,
+        local_address: IpAddr,
+        writer: Writer,
+        in_flight: Arc<AtomicUsize>,
+        negotiated: Box<Negotiated>,
+    },
+    Update { peer: IpAddr, generation: u64, update: Update },
+    RouteRefresh { peer: IpAddr, generation: u64, family: Family },
+    Down { peer: IpAddr, generation: u64, reason: String },
+    /// A writer drained below the credit limit.
+    Writable { peer: IpAddr },
+    Api(ApiRequest),
+}
+
+/// The session of a peer while it is Established.
+struct Live {
+    generation: u64,
+    rib_id: PeerId,
+    writer: Writer,
+    in_flight: Arc<AtomicUsize>,
+    codec: CodecContext,
+    negotiated: Box<Negotiated>,
+    local_address: IpAddr,
+}
+
+/// One neighbor as the core sees it.
+pub(crate) struct Peer {
+    pub(crate) neighbor: Neighbor,
+    /// Created from `dynamic-neighbors`; removed when its session ends, as GoBGP does.
+    pub(crate) dynamic: bool,
+    commands: mpsc::Sender<PeerCommand>,
+    task: JoinHandle<()>,
+    pub(crate) state: State,
+    /// When the session last came up or went down (the API's Up/Down column).
+    pub(crate) since: Option<SystemTime>,
+    live: Option<Live>,
+}
+
+pub(crate) struct Core {
+    pub(crate) config: Arc<Config>,
+    pub(crate) rib: Rib,
+    pub(crate) peers: HashMap<IpAddr, Peer>,
+    events: mpsc::Sender<CoreEvent>,
+    shutdown: watch::Receiver<bool>,
+    /// Pairs an `Instant` with wall-clock time so RIB ages can be reported as timestamps.
+    clock_origin: (Instant, SystemTime),
+}
+
+impl Core {
+    pub(crate) fn new(config: Arc<Config>, events: mpsc::Sender<CoreEvent>, shutdown: watch::Receiver<bool>) -> Core {
+        let global = &config.global;
+        let rib = Rib::new(RibConfig {
+            local_as: global.asn,
+            router_id: global.router_id,
+            cluster_id: global.router_id,
+        });
+        let mut core = Core {
+            config: config.clone(),
+            rib,
+            peers: HashMap::new(),
+            events,
+            shutdown,
+            clock_origin: (Instant::now(), SystemTime::now()),
+        };
+        for neighbor in &config.neighbors {
+            core.spawn_peer(neighbor.clone(), false);
+        }
+        core
+    }
+
+    fn spawn_peer(&mut self, neighbor: Neighbor, dynamic: bool) {
+        let settings = peer_settings(&self.config, &neighbor, dynamic);
+        let (commands, command_rx) = mpsc::channel(16);
+        let task = PeerTask::new(settings, self.events.clone(), command_rx, self.shutdown.clone());
+        let task = tokio::spawn(task.run());
+        let address = neighbor.address;
+        let state = if neighbor.passive || dynamic { State::Active } else { State::Idle };
+        self.peers.insert(address, Peer { neighbor, dynamic, commands, task, state, since: None, live: None });
+    }
+
+    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    self.handle(event);
+                    // Take whatever else is queued before encoding, so bursts are batched.
+                    for _ in 0..4096 {
+                        match events.try_recv() {
+                            Ok(event) => self.handle(event),
+                            Err(_) => break,
+                        }
+                    }
+                    self.flush();
+                }
+            }
+        }
+        // Peer tasks see the same shutdown signal and send their Cease; give them a moment.
+        let tasks: Vec<_> = self.peers.drain().map(|(_, peer)| peer.task).collect();
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+    }
+
+    fn handle(&mut self, event: CoreEvent) {
+        let now = Instant::now();
+        match event {
+            CoreEvent::Inbound { stream, remote } => self.inbound(stream, remote),
+            CoreEvent::State { peer, state } => {
+                if let Some(entry) = self.peers.get_mut(&peer) {
+                    entry.state = state;
+                }
+            }
+            CoreEvent::Established { peer, generation, local_address, writer, in_flight, negotiated } => {
+                let Some(entry) = self.peers.get_mut(&peer) else { return };
+                if let Some(old) = entry.live.take() {
+                    self.rib.peer_down(old.rib_id);
+                }
+                let info = PeerInfo {
+                    address: peer,
+                    local_address,
+                    remote_as: negotiated.peer_as,
+                    remote_id: negotiated.peer_id,
+                    route_reflector_client: entry.neighbor.route_reflector_client,
+                    families: negotiated.families.clone(),
+                };
+                let rib_id = self.rib.peer_up(info);
+                entry.since = Some(SystemTime::now());
+                entry.state = State::Established;
+                let codec = negotiated.codec.clone();
+                entry.live = Some(Live { generation, rib_id, writer, in_flight, codec, negotiated, local_address });
+            }
+            CoreEvent::Update { peer, generation, update } => {
+                if let Some(live) = self.live(peer, generation) {
+                    let rib_id = live.rib_id;
+                    self.rib.apply_update(rib_id, &update, now);
+                }
+            }
+            CoreEvent::RouteRefresh { peer, generation, family } => {
+                if let Some(live) = self.live(peer, generation) {
+                    let rib_id = live.rib_id;
+                    self.rib.refresh(rib_id, family);
+                }
+            }
+            CoreEvent::Down { peer, generation, reason } => {
+                let Some(entry) = self.peers.get_mut(&peer) else { return };
+                if entry.live.as_ref().is_some_and(|live| live.generation == generation) {
+                    let live = entry.live.take().expect("checked");
+                    self.rib.peer_down(live.rib_id);
+                    entry.since = Some(SystemTime::now());
+                    tracing::info!(%peer, %reason, "peer down, routes withdrawn");
+                }
+                if entry.dynamic {
+                    // Dynamic neighbors exist only while their session does.
+                    if let Some(entry) = self.peers.remove(&peer) {
+                        let _ = entry.commands.try_send(PeerCommand::Stop { subcode: codes::cease_subcode::PEER_DECONFIGURED });
+                    }
+                }
+            }
+            CoreEvent::Writable { .. } => {}
+            CoreEvent::Api(request) => control::answer(self, request, now),
+        }
+    }
+
+    fn live(&self, peer: IpAddr, generation: u64) -> Option<&Live> {
+        self.peers.get(&peer)?.live.as_ref().filter(|live| live.generation == generation)
+    }
+
+    fn inbound(&mut self, stream: TcpStream, remote: IpAddr) {
+        if !self.peers.contains_key(&remote) {
+            match self.config.dynamic_neighbor_for(remote) {
+                Some(neighbor) => {
+                    tracing::info!(peer = %remote, "dynamic neighbor connecting");
+                    self.spawn_peer(neighbor, true);
+                }
+                None => {
+                    tracing::info!(peer = %remote, "connection from an unconfigured address refused");
+                    peer::refuse(stream, codes::cease_subcode::CONNECTION_REJECTED);
+                    return;
+                }
+            }
+        }
+        let entry = self.peers.get(&remote).expect("present or just created");
+        if let Err(error) = entry.commands.try_send(PeerCommand::Inbound(stream)) {
+            if let mpsc::error::TrySendError::Full(PeerCommand::Inbound(stream)) | mpsc::error::TrySendError::Closed(PeerCommand::Inbound(stream)) = error {
+                peer::refuse(stream, codes::cease_subcode::OUT_OF_RESOURCES);
+            }
+        }
+    }
+
+    /// Move pending routes from the RIB to the writers of peers that have credit.
+    fn flush(&mut self) {
+        const CHUNK_BYTES: usize = 64 * 1024;
+        for entry in self.peers.values_mut() {
+            let Some(live) = entry.live.as_ref() else { continue };
+            while live.in_flight.load(Ordering::Acquire) < CREDIT_LIMIT && self.rib.has_pending(live.rib_id) {
+                let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+                while chunk.len() < CHUNK_BYTES {
+                    let updates = self.rib.next_updates(live.rib_id, 64);
+                    if updates.is_empty() {
+                        break;
+                    }
+                    for update in &updates {
+                        if let Err(error) = wire::encode_update_split(update, &live.codec, &mut chunk) {
+                            tracing::error!(peer = %entry.neighbor.address, ?error, "cannot encode UPDATE");
+                        }
+                    }
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                live.in_flight.fetch_add(1, Ordering::AcqRel);
+                if live.writer.send(Outgoing::Bytes { data: chunk, credit: true }).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Wall-clock time of an `Instant` the RIB recorded.
+    pub(crate) fn wall_time(&self, instant: Instant) -> SystemTime {
+        let (origin_instant, origin_wall) = self.clock_origin;
+        if instant >= origin_instant {
+            origin_wall + (instant - origin_instant)
+        } else {
+            origin_wall - (origin_instant - instant)
+        }
+    }
+
+    pub(crate) fn peer_rib_id(&self, address: IpAddr) -> Option<PeerId> {
+        self.peers.get(&address)?.live.as_ref().map(|live| live.rib_id)
+    }
+
+    pub(crate) fn peer_session(&self, address: IpAddr) -> Option<(&Negotiated, IpAddr)> {
+        let live = self.peers.get(&address)?.live.as_ref()?;
+        Some((&live.negotiated, live.local_address))
+    }
+}
+
+/// FSM and socket settings for a neighbor from the GoBGP-style config.
+fn peer_settings(config: &Config, neighbor: &Neighbor, dynamic: bool) -> PeerSettings {
+    let global = &config.global;
+    let timers = &neighbor.timers;
+    let fsm = PeerConfig {
+        local_as: neighbor.local_as.unwrap_or(global.asn),
+        local_id: global.router_id,
+        remote_as: neighbor.peer_as,
+        hold_time: timers.hold_time,
+        keepalive_interval: Some(timers.keepalive_interval),
+        connect_retry: Duration::from_secs(u64::from(timers.connect_retry.max(1))),
+        passive: neighbor.passive || dynamic,
+        families: neighbor.families.clone(),
+        graceful_restart: None,
+        add_path: Vec::new(),
+    };
+    PeerSettings { address: neighbor.address, remote_port: neighbor.remote_port, local_address: neighbor.local_address, fsm }
+}
