@@ -7,7 +7,7 @@ SEAM_DEBIAN_PACKAGES=(
   bird2 gobgpd frr exabgp etcd-server etcd-client
   podman runc containernetworking-plugins
   nftables iproute2 iperf3 iputils-ping procps
-  protobuf-compiler
+  protobuf-compiler libprotobuf-dev
 )
 
 seam_install_missing_packages() {

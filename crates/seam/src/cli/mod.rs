@@ -1,12 +1,15 @@
 //! One module per `seam` subcommand.
 
+pub mod bgp;
 pub mod bgpd;
+pub mod resources;
+pub mod ipam;
 
 /// The datastore option every store-backed command takes, the same way calicoctl users set
 /// theirs: a flag, or the `SEAM_DATASTORE` environment variable.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DatastoreArgs {
     /// Where state lives: `file:PATH` (embedded, one machine) or `etcd://HOST:PORT[,HOST:PORT...]`.
-    #[arg(long = "datastore", env = "SEAM_DATASTORE", default_value = "file:/var/lib/seam/seam.redb")]
+    #[arg(long = "datastore", env = store::DATASTORE_ENV, default_value = store::DEFAULT_DATASTORE)]
     pub datastore: String,
 }
