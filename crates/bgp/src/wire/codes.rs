@@ -81,3 +81,65 @@ pub mod cease_subcode {
 pub mod route_refresh_subcode {
     pub const INVALID_MESSAGE_LENGTH: u8 = 1;
 }
+
+/// Path attribute type codes (RFC 4271 §5, RFC 1997, RFC 4456, RFC 4760, RFC 4360, RFC 6793,
+/// RFC 8092).
+pub mod attr_type {
+    pub const ORIGIN: u8 = 1;
+    pub const AS_PATH: u8 = 2;
+    pub const NEXT_HOP: u8 = 3;
+    pub const MULTI_EXIT_DISC: u8 = 4;
+    pub const LOCAL_PREF: u8 = 5;
+    pub const ATOMIC_AGGREGATE: u8 = 6;
+    pub const AGGREGATOR: u8 = 7;
+    pub const COMMUNITIES: u8 = 8;
+    pub const ORIGINATOR_ID: u8 = 9;
+    pub const CLUSTER_LIST: u8 = 10;
+    pub const MP_REACH_NLRI: u8 = 14;
+    pub const MP_UNREACH_NLRI: u8 = 15;
+    pub const EXTENDED_COMMUNITIES: u8 = 16;
+    pub const AS4_PATH: u8 = 17;
+    pub const AS4_AGGREGATOR: u8 = 18;
+    pub const LARGE_COMMUNITIES: u8 = 32;
+}
+
+/// Bits of the Attribute Flags octet (RFC 4271 §4.3).
+pub mod attr_flags {
+    pub const OPTIONAL: u8 = 0x80;
+    pub const TRANSITIVE: u8 = 0x40;
+    pub const PARTIAL: u8 = 0x20;
+    pub const EXTENDED_LENGTH: u8 = 0x10;
+    /// The two bits whose values each known attribute type fixes.
+    pub const CATEGORY_MASK: u8 = OPTIONAL | TRANSITIVE;
+    pub const WELL_KNOWN: u8 = TRANSITIVE;
+    pub const OPTIONAL_TRANSITIVE: u8 = OPTIONAL | TRANSITIVE;
+    pub const OPTIONAL_NON_TRANSITIVE: u8 = OPTIONAL;
+}
+
+/// Capability codes (RFC 5492 registry: RFC 4760, 2918, 4724, 6793, 7911, 7313).
+pub mod capability_code {
+    pub const MULTIPROTOCOL: u8 = 1;
+    pub const ROUTE_REFRESH: u8 = 2;
+    pub const GRACEFUL_RESTART: u8 = 64;
+    pub const FOUR_OCTET_AS: u8 = 65;
+    pub const ADD_PATH: u8 = 69;
+    pub const ENHANCED_ROUTE_REFRESH: u8 = 70;
+}
+
+/// OPEN optional parameter types (RFC 5492; 255 is the RFC 9072 extended-length marker).
+pub mod open_param {
+    pub const CAPABILITIES: u8 = 2;
+    pub const EXTENDED_LENGTH: u8 = 255;
+}
+
+/// Subcode 0, "Unspecific", usable with any error code (RFC 4493 / IANA registry).
+pub const UNSPECIFIC_SUBCODE: u8 = 0;
+
+/// Fixed body length of a ROUTE-REFRESH message: AFI (2), subtype (1), SAFI (1).
+pub const ROUTE_REFRESH_BODY_LEN: usize = 4;
+/// Smallest OPEN (header + version, AS, hold time, identifier, optional parameters length).
+pub const MIN_OPEN_LEN: usize = 29;
+/// Smallest UPDATE (header + two empty length fields).
+pub const MIN_UPDATE_LEN: usize = 23;
+/// Smallest NOTIFICATION (header + code + subcode).
+pub const MIN_NOTIFICATION_LEN: usize = 21;

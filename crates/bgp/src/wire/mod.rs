@@ -4,7 +4,20 @@
 //! against a [`CodecContext`] because the same bytes mean different things depending on what
 //! the session negotiated (2- or 4-octet AS numbers, ADD-PATH per family).
 
+mod attributes;
+mod capabilities;
 pub mod codes;
+mod decode;
+mod encode;
+mod error;
+mod prefix;
+
+pub use attributes::encode_path_attributes;
+pub use decode::{decode_message, frame_length};
+pub use encode::{encode_message, encode_update_split};
+pub use error::{
+    AttributeIssue, DecodeError, DecodeErrorKind, EncodeError, IssueReason, NlriField, Received, UpdateIssues,
+};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -22,6 +35,8 @@ pub struct CodecContext {
 }
 
 /// One BGP message (RFC 4271 §4).
+// Updates dominate traffic, so keeping them unboxed (and the API stable) beats a smaller enum.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     Open(Open),
@@ -102,10 +117,7 @@ impl Update {
         if family == Family::IPV4_UNICAST {
             Update::default()
         } else {
-            Update {
-                mp_unreach: Some(MpUnreach { family, withdrawn: Vec::new() }),
-                ..Update::default()
-            }
+            Update { mp_unreach: Some(MpUnreach { family, withdrawn: Vec::new() }), ..Update::default() }
         }
     }
 
@@ -232,9 +244,7 @@ impl AsPath {
     /// Prepend `asn` as an eBGP speaker does when it advertises a route (RFC 4271 §5.1.2).
     pub fn prepend(&mut self, asn: u32) {
         match self.segments.first_mut() {
-            Some(first) if first.kind == AsSegmentKind::Sequence && first.asns.len() < 255 => {
-                first.asns.insert(0, asn)
-            }
+            Some(first) if first.kind == AsSegmentKind::Sequence && first.asns.len() < 255 => first.asns.insert(0, asn),
             _ => self.segments.insert(0, AsSegment { kind: AsSegmentKind::Sequence, asns: vec![asn] }),
         }
     }

@@ -1,7 +1,6 @@
 //! The bridge between the management API and the core: each API call becomes one message to
 //! the core task with a oneshot reply, so API readers never lock the RIB.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,10 +41,13 @@ impl CoreControl {
     }
 }
 
-#[seam_api::async_trait]
+#[async_trait::async_trait]
 impl Control for CoreControl {
     async fn global(&self) -> GlobalInfo {
-        self.ask(ApiRequest::Global).await.unwrap_or_default()
+        match self.ask(ApiRequest::Global).await {
+            Ok(global) => global,
+            Err(_) => GlobalInfo { asn: 0, router_id: std::net::Ipv4Addr::UNSPECIFIED, listen_port: None, listen_addresses: Vec::new() },
+        }
     }
 
     async fn neighbors(&self) -> Vec<NeighborInfo> {
@@ -73,7 +75,7 @@ pub(crate) fn answer(core: &mut Core, request: ApiRequest, now: Instant) {
             let _ = reply.send(GlobalInfo {
                 asn: global.asn,
                 router_id: global.router_id,
-                listen_port: if global.listen { i32::from(global.port) } else { -1 },
+                listen_port: global.listen.then_some(global.port),
                 listen_addresses: global.local_addresses.clone(),
             });
         }
@@ -124,6 +126,9 @@ fn neighbors(core: &Core) -> Vec<NeighborInfo> {
                 families: session.map_or_else(|| neighbor.families.clone(), |(negotiated, _)| negotiated.families.clone()),
                 local_address: session.map(|(_, local)| local).or(neighbor.local_address),
                 passive: neighbor.passive || peer.dynamic,
+                messages: Default::default(),
+                local_capabilities: bgp::fsm::local_open(&core.fsm_config(neighbor, peer.dynamic)).capabilities,
+                remote_capabilities: session.map(|(negotiated, _)| negotiated.peer_open.capabilities.clone()).unwrap_or_default(),
             }
         })
         .collect();
@@ -149,7 +154,7 @@ fn routes(core: &Core, table: Table, family: Family) -> Result<Vec<RouteInfo>, C
         .into_iter()
         .map(|view| {
             let (source, source_id) = match view.source {
-                bgp::rib::RouteSource::Peer { address, router_id, .. } => (Some(address), Some(router_id)),
+                bgp::rib::RouteSource::Peer(id, address) => (Some(address), core.rib.peer_info(id).map(|info| info.remote_id)),
                 bgp::rib::RouteSource::Local => (None, None),
             };
             RouteInfo { prefix: view.prefix, attrs: Arc::clone(&view.attrs), since: core.wall_time(view.since), best: view.best, source, source_id }

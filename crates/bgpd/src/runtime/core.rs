@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bgp::fsm::{Negotiated, PeerConfig, State};
 use bgp::rib::{PeerId, PeerInfo, Rib, RibConfig};
 use bgp::types::Family;
-use bgp::wire::{self, codes, CodecContext, Update};
+use bgp::wire::{self, codes, AddPathFamily, CodecContext, GracefulRestart, Update};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -77,6 +77,17 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Check every configured neighbor's session settings before anything starts.
+    pub(crate) fn validate(config: &Config) -> anyhow::Result<()> {
+        for neighbor in &config.neighbors {
+            peer_settings(config, neighbor, false)
+                .fsm
+                .validate()
+                .map_err(|error| anyhow::anyhow!("neighbor {}: {error}", neighbor.address))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(config: Arc<Config>, events: mpsc::Sender<CoreEvent>, shutdown: watch::Receiver<bool>) -> Core {
         let global = &config.global;
         let rib = Rib::new(RibConfig {
@@ -112,7 +123,7 @@ impl Core {
         let mut shutdown = self.shutdown.clone();
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = super::stopped(&mut shutdown) => break,
                 event = events.recv() => {
                     let Some(event) = event else { break };
                     self.handle(event);
@@ -192,7 +203,7 @@ impl Core {
                     }
                 }
             }
-            CoreEvent::Writable { .. } => {}
+            CoreEvent::Writable { peer } => tracing::trace!(%peer, "writer has room again"),
             CoreEvent::Api(request) => control::answer(self, request, now),
         }
     }
@@ -262,6 +273,11 @@ impl Core {
         }
     }
 
+    /// The FSM settings a neighbor runs with (also what the API reports as local capabilities).
+    pub(crate) fn fsm_config(&self, neighbor: &Neighbor, dynamic: bool) -> PeerConfig {
+        peer_settings(&self.config, neighbor, dynamic).fsm
+    }
+
     pub(crate) fn peer_rib_id(&self, address: IpAddr) -> Option<PeerId> {
         self.peers.get(&address)?.live.as_ref().map(|live| live.rib_id)
     }
@@ -285,8 +301,18 @@ fn peer_settings(config: &Config, neighbor: &Neighbor, dynamic: bool) -> PeerSet
         connect_retry: Duration::from_secs(u64::from(timers.connect_retry.max(1))),
         passive: neighbor.passive || dynamic,
         families: neighbor.families.clone(),
-        graceful_restart: None,
-        add_path: Vec::new(),
+        graceful_restart: neighbor.graceful_restart.as_ref().map(|gr| GracefulRestart {
+            restarting: false,
+            notification: false,
+            restart_time: gr.restart_time,
+            // Seam does not keep forwarding state across its own restarts: F bit clear.
+            families: neighbor.families.iter().map(|family| (*family, false)).collect(),
+        }),
+        add_path: if neighbor.add_paths_receive {
+            neighbor.families.iter().map(|&family| AddPathFamily { family, receive: true, send: false }).collect()
+        } else {
+            Vec::new()
+        },
     };
     PeerSettings { address: neighbor.address, remote_port: neighbor.remote_port, local_address: neighbor.local_address, fsm }
 }

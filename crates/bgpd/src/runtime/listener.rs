@@ -45,7 +45,7 @@ pub(super) async fn accept_loop(
 ) {
     loop {
         tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = super::stopped(&mut shutdown) => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);

@@ -49,6 +49,7 @@ impl Daemon {
     /// Fails before anything is started if a socket cannot be bound, so the daemon never runs
     /// half-configured.
     pub async fn start(config: Config, options: RunOptions) -> anyhow::Result<Daemon> {
+        core::Core::validate(&config)?;
         let config = Arc::new(config);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let listeners = if config.global.listen {
@@ -81,9 +82,9 @@ impl Daemon {
             let mut shutdown_rx = shutdown_rx.clone();
             tokio::spawn(async move {
                 let stop = async move {
-                    let _ = shutdown_rx.wait_for(|stop| *stop).await;
+                    stopped(&mut shutdown_rx).await;
                 };
-                if let Err(error) = seam_api::serve_listener(listener, control, stop).await {
+                if let Err(error) = seam_api::serve_on(listener, control, stop).await {
                     tracing::error!(%error, "management API stopped");
                 }
             })
@@ -104,6 +105,12 @@ impl Daemon {
             let _ = api.await;
         }
     }
+}
+
+/// Resolves once the shutdown flag is set (the watch guard is dropped before returning, so
+/// the future stays `Send`).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// The neighbor address a socket address belongs to (IPv4-mapped IPv6 folded to IPv4, as a

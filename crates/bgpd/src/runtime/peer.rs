@@ -79,6 +79,16 @@ struct Slot {
 
 type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
+/// What woke the peer task up (computed inside `select!`, handled after it, so the
+/// handlers can borrow the whole task mutably).
+enum Wakeup {
+    Shutdown,
+    Command(Option<PeerCommand>),
+    Read(Which, io::Result<usize>),
+    Connected(io::Result<TcpStream>),
+    Timer,
+}
+
 /// Which of the task's two sessions an action came from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Which {
@@ -133,34 +143,44 @@ impl PeerTask {
                 self.primary.session.next_deadline(),
                 self.candidate.as_ref().and_then(|c| c.session.next_deadline()),
             );
-            tokio::select! {
-                _ = self.shutdown.wait_for(|stop| *stop) => {
+            let wakeup = {
+                let shutdown = &mut self.shutdown;
+                let commands = &mut self.commands;
+                let primary = self.primary.connection.as_mut();
+                let has_primary = primary.is_some();
+                let candidate = self.candidate.as_mut().and_then(|c| c.connection.as_mut());
+                let has_candidate = candidate.is_some();
+                let connecting = self.connecting.as_mut();
+                let is_connecting = connecting.is_some();
+                tokio::select! {
+                    _ = super::stopped(shutdown) => Wakeup::Shutdown,
+                    command = commands.recv() => Wakeup::Command(command),
+                    read = read_some(primary), if has_primary => Wakeup::Read(Which::Primary, read),
+                    read = read_some(candidate), if has_candidate => Wakeup::Read(Which::Candidate, read),
+                    connected = async { connecting.expect("guarded").await }, if is_connecting => Wakeup::Connected(connected),
+                    _ = sleep_until_opt(deadline), if deadline.is_some() => Wakeup::Timer,
+                }
+            };
+            match wakeup {
+                Wakeup::Shutdown => {
                     self.stop(codes::cease_subcode::ADMINISTRATIVE_SHUTDOWN).await;
                     return;
                 }
-                command = self.commands.recv() => match command {
-                    Some(PeerCommand::Inbound(stream)) => self.inbound(stream).await,
-                    Some(PeerCommand::Stop { subcode }) => {
-                        self.stop(subcode).await;
-                        return;
-                    }
-                    None => {
-                        self.stop(codes::cease_subcode::PEER_DECONFIGURED).await;
-                        return;
-                    }
-                },
-                read = read_some(self.primary.connection.as_mut()), if self.primary.connection.is_some() => {
-                    self.on_read(Which::Primary, read).await;
+                Wakeup::Command(Some(PeerCommand::Inbound(stream))) => self.inbound(stream).await,
+                Wakeup::Command(Some(PeerCommand::Stop { subcode })) => {
+                    self.stop(subcode).await;
+                    return;
                 }
-                read = read_some(self.candidate.as_mut().and_then(|c| c.connection.as_mut())),
-                    if self.candidate.as_ref().is_some_and(|c| c.connection.is_some()) => {
-                    self.on_read(Which::Candidate, read).await;
+                Wakeup::Command(None) => {
+                    self.stop(codes::cease_subcode::PEER_DECONFIGURED).await;
+                    return;
                 }
-                connected = async { self.connecting.as_mut().expect("guarded").await }, if self.connecting.is_some() => {
+                Wakeup::Read(which, read) => self.on_read(which, read).await,
+                Wakeup::Connected(connected) => {
                     self.connecting = None;
                     self.on_connect(connected).await;
                 }
-                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                Wakeup::Timer => {
                     let now = Instant::now().into_std();
                     let actions = self.primary.session.poll_timers(now);
                     self.execute(Which::Primary, actions).await;

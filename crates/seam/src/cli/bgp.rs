@@ -17,7 +17,12 @@ use serde::Serialize;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The seam bgpd (or gobgpd) API address.
-    #[arg(long = "api-host", env = "SEAM_BGP_API", default_value = "127.0.0.1:50051", global = true)]
+    #[arg(
+        long = "api-host",
+        env = "SEAM_BGP_API",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
     pub api_host: String,
     #[command(subcommand)]
     pub command: Command,
@@ -126,9 +131,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 async fn execute(args: Args) -> anyhow::Result<()> {
     // Parse everything local before connecting, so bad input is reported as such.
     let add_next_hop = match &args.command {
-        Command::Global(GlobalArgs { rib: Some(GlobalCommand::Rib(RibArgs { action: Some(RibAction::Add { prefix, next_hop }), .. })), .. }) => {
-            parse_next_hop(prefix, next_hop)?
-        }
+        Command::Global(GlobalArgs {
+            rib:
+                Some(GlobalCommand::Rib(RibArgs {
+                    action: Some(RibAction::Add { prefix, next_hop }),
+                    ..
+                })),
+            ..
+        }) => parse_next_hop(prefix, next_hop)?,
         _ => None,
     };
     let client = Client::connect(&args.api_host).await?;
@@ -137,16 +147,25 @@ async fn execute(args: Args) -> anyhow::Result<()> {
         Command::Neighbor(n) => match (n.address, n.table) {
             (None, _) => {
                 let neighbors = client.neighbors().await?;
-                print_out(n.json, &neighbors.iter().map(|x| NeighborJson::new(x, now)).collect::<Vec<_>>(), || {
-                    format_neighbors(&neighbors, now)
-                })
+                print_out(
+                    n.json,
+                    &neighbors
+                        .iter()
+                        .map(|x| NeighborJson::new(x, now))
+                        .collect::<Vec<_>>(),
+                    || format_neighbors(&neighbors, now),
+                )
             }
             (Some(address), None) => {
-                let neighbor = client
-                    .neighbor(address)
-                    .await?
-                    .with_context(|| format!("no neighbor {address} on the seam bgpd API at {}", args.api_host))?;
-                print_out(n.json, &NeighborJson::new(&neighbor, now), || format_neighbor_detail(&neighbor, now))
+                let neighbor = client.neighbor(address).await?.with_context(|| {
+                    format!(
+                        "no neighbor {address} on the seam bgpd API at {}",
+                        args.api_host
+                    )
+                })?;
+                print_out(n.json, &NeighborJson::new(&neighbor, now), || {
+                    format_neighbor_detail(&neighbor, now)
+                })
             }
             (Some(address), Some(table)) => {
                 let family = n.family.map(FamilyArg::family).unwrap_or(match address {
@@ -158,24 +177,42 @@ async fn execute(args: Args) -> anyhow::Result<()> {
                     AdjTable::AdjOut => (Table::AdjOut(address), false),
                 };
                 let routes = client.routes(table, family).await?;
-                print_out(n.json, &routes.iter().map(|r| RouteJson::new(r, now)).collect::<Vec<_>>(), || {
-                    format_routes(&routes, now, false, show_age)
-                })
+                print_out(
+                    n.json,
+                    &routes
+                        .iter()
+                        .map(|r| RouteJson::new(r, now))
+                        .collect::<Vec<_>>(),
+                    || format_routes(&routes, now, false, show_age),
+                )
             }
         },
         Command::Global(GlobalArgs { rib: None, json }) => {
             let global = client.global().await?;
             print_out(json, &GlobalJson::new(&global), || format_global(&global))
         }
-        Command::Global(GlobalArgs { rib: Some(GlobalCommand::Rib(rib)), json }) => match rib.action {
+        Command::Global(GlobalArgs {
+            rib: Some(GlobalCommand::Rib(rib)),
+            json,
+        }) => match rib.action {
             None => {
-                let family = rib.family.map(FamilyArg::family).unwrap_or(Family::IPV4_UNICAST);
+                let family = rib
+                    .family
+                    .map(FamilyArg::family)
+                    .unwrap_or(Family::IPV4_UNICAST);
                 let routes = client.routes(Table::Global, family).await?;
-                print_out(json || rib.json, &routes.iter().map(|r| RouteJson::new(r, now)).collect::<Vec<_>>(), || {
-                    format_routes(&routes, now, true, true)
-                })
+                print_out(
+                    json || rib.json,
+                    &routes
+                        .iter()
+                        .map(|r| RouteJson::new(r, now))
+                        .collect::<Vec<_>>(),
+                    || format_routes(&routes, now, true, true),
+                )
             }
-            Some(RibAction::Add { prefix, .. }) => Ok(client.add_path(prefix, add_next_hop).await?),
+            Some(RibAction::Add { prefix, .. }) => {
+                Ok(client.add_path(prefix, add_next_hop).await?)
+            }
             Some(RibAction::Del { prefix }) => Ok(client.delete_path(prefix).await?),
         },
     }
@@ -186,16 +223,25 @@ fn parse_next_hop(prefix: &Prefix, words: &[String]) -> anyhow::Result<Option<Ip
     let addr = match words {
         [] => return Ok(None),
         [keyword, addr] if keyword == "nexthop" => addr,
-        _ => bail!("expected `nexthop ADDR` after the prefix, got {:?}", words.join(" ")),
+        _ => bail!(
+            "expected `nexthop ADDR` after the prefix, got {:?}",
+            words.join(" ")
+        ),
     };
-    let addr: IpAddr = addr.parse().with_context(|| format!("nexthop {addr:?} is not an IP address"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .with_context(|| format!("nexthop {addr:?} is not an IP address"))?;
     if addr.is_ipv4() != matches!(prefix, Prefix::V4(_)) && addr.is_ipv4() {
         bail!("nexthop {addr} is IPv4 but the prefix {prefix} is IPv6");
     }
     Ok(Some(addr))
 }
 
-fn print_out<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+fn print_out<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -208,7 +254,12 @@ fn print_out<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String)
 pub fn format_age(since: SystemTime, now: SystemTime) -> String {
     let secs = now.duration_since(since).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rest) = (secs / 86_400, secs % 86_400);
-    let hms = format!("{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    let hms = format!(
+        "{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    );
     if days == 0 {
         hms
     } else {
@@ -221,10 +272,28 @@ pub fn format_neighbors(neighbors: &[NeighborInfo], now: SystemTime) -> String {
     let mut sorted: Vec<&NeighborInfo> = neighbors.iter().collect();
     // IPv4 first, then by address, like gobgp.
     sorted.sort_by_key(|n| (n.address.is_ipv6(), n.address));
-    let times: Vec<String> = sorted.iter().map(|n| n.since.map_or("never".to_string(), |t| format_age(t, now))).collect();
-    let addr_w = sorted.iter().map(|n| n.address.to_string().len()).max().unwrap_or(0).max("Peer".len());
-    let as_w = sorted.iter().map(|n| n.peer_as.to_string().len()).max().unwrap_or(0).max(2);
-    let time_w = times.iter().map(String::len).max().unwrap_or(0).max("Up/Down".len());
+    let times: Vec<String> = sorted
+        .iter()
+        .map(|n| n.since.map_or("never".to_string(), |t| format_age(t, now)))
+        .collect();
+    let addr_w = sorted
+        .iter()
+        .map(|n| n.address.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max("Peer".len());
+    let as_w = sorted
+        .iter()
+        .map(|n| n.peer_as.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    let time_w = times
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("Up/Down".len());
     let row = |a: &str, asn: &str, t: &str, state: &str, rcv: &str, acc: &str| {
         format!("{a:<addr_w$} {asn:>as_w$} {t:>time_w$} {state:<11} |{rcv:>9} {acc:>9}\n")
     };
@@ -252,17 +321,30 @@ pub fn format_neighbor_detail(n: &NeighborInfo, now: SystemTime) -> String {
     if !n.description.is_empty() {
         out += &format!("  Description: {}\n", n.description);
     }
-    let id = n.router_id.map_or("unknown".to_string(), |id| id.to_string());
-    out += &format!("  BGP version 4, remote router ID {id}, local AS {}\n", n.local_as);
+    let id = n
+        .router_id
+        .map_or("unknown".to_string(), |id| id.to_string());
+    out += &format!(
+        "  BGP version 4, remote router ID {id}, local AS {}\n",
+        n.local_as
+    );
     out += &format!("  BGP state = {}", n.state.api_name());
     match n.since {
-        Some(t) if n.state == seam_api::SessionState::Established => out += &format!(", up for {}\n", format_age(t, now)),
+        Some(t) if n.state == seam_api::SessionState::Established => {
+            out += &format!(", up for {}\n", format_age(t, now))
+        }
         Some(t) => out += &format!(", down for {}\n", format_age(t, now)),
         None => out += ", never up\n",
     }
-    out += &format!("  Hold time is {}, keepalive interval is {} seconds\n", n.hold_time, n.keepalive);
+    out += &format!(
+        "  Hold time is {}, keepalive interval is {} seconds\n",
+        n.hold_time, n.keepalive
+    );
     if let Some(local) = n.local_address {
-        out += &format!("  Local address {local}{}\n", if n.passive { ", passive" } else { "" });
+        out += &format!(
+            "  Local address {local}{}\n",
+            if n.passive { ", passive" } else { "" }
+        );
     } else if n.passive {
         out += "  Passive\n";
     }
@@ -275,7 +357,11 @@ pub fn format_neighbor_detail(n: &NeighborInfo, now: SystemTime) -> String {
     out += "  Message statistics:\n                         Sent       Rcvd\n";
     for (name, s, r) in [
         ("Opens:", m.sent.open, m.received.open),
-        ("Notifications:", m.sent.notification, m.received.notification),
+        (
+            "Notifications:",
+            m.sent.notification,
+            m.received.notification,
+        ),
         ("Updates:", m.sent.update, m.received.update),
         ("Keepalives:", m.sent.keepalive, m.received.keepalive),
         ("Route Refresh:", m.sent.refresh, m.received.refresh),
@@ -356,7 +442,10 @@ pub fn format_attrs(a: &PathAttributes) -> String {
         parts.push("{AtomicAggregate}".into());
     }
     if let Some(agg) = a.aggregator {
-        parts.push(format!("{{Aggregate: {{AS: {}, Address: {}}}}}", agg.asn, agg.address));
+        parts.push(format!(
+            "{{Aggregate: {{AS: {}, Address: {}}}}}",
+            agg.asn, agg.address
+        ));
     }
     if !a.communities.is_empty() {
         let c: Vec<String> = a.communities.iter().copied().map(community_text).collect();
@@ -370,11 +459,19 @@ pub fn format_attrs(a: &PathAttributes) -> String {
         parts.push(format!("{{ClusterList: [{}]}}", c.join(" ")));
     }
     if !a.extended_communities.is_empty() {
-        let c: Vec<String> = a.extended_communities.iter().map(|e| format!("[{}]", ext_community_text(e))).collect();
+        let c: Vec<String> = a
+            .extended_communities
+            .iter()
+            .map(|e| format!("[{}]", ext_community_text(e)))
+            .collect();
         parts.push(format!("{{Extcomms: {}}}", c.join(", ")));
     }
     if !a.large_communities.is_empty() {
-        let c: Vec<String> = a.large_communities.iter().map(|[g, l1, l2]| format!("{g}:{l1}:{l2}")).collect();
+        let c: Vec<String> = a
+            .large_communities
+            .iter()
+            .map(|[g, l1, l2]| format!("{g}:{l1}:{l2}"))
+            .collect();
         parts.push(format!("{{LargeCommunity: [ {}]}}", c.join(", ")));
     }
     for u in &a.unknown {
@@ -392,13 +489,28 @@ fn ext_community_text(e: &[u8; 8]) -> String {
     };
     match (e[0] & 0xbf, kind) {
         (0x00, k) if !k.is_empty() => {
-            format!("{k}{}:{}", u16::from_be_bytes([e[2], e[3]]), u32::from_be_bytes([e[4], e[5], e[6], e[7]]))
+            format!(
+                "{k}{}:{}",
+                u16::from_be_bytes([e[2], e[3]]),
+                u32::from_be_bytes([e[4], e[5], e[6], e[7]])
+            )
         }
         (0x01, k) if !k.is_empty() => {
-            format!("{k}{}.{}.{}.{}:{}", e[2], e[3], e[4], e[5], u16::from_be_bytes([e[6], e[7]]))
+            format!(
+                "{k}{}.{}.{}.{}:{}",
+                e[2],
+                e[3],
+                e[4],
+                e[5],
+                u16::from_be_bytes([e[6], e[7]])
+            )
         }
         (0x02, k) if !k.is_empty() => {
-            format!("{k}{}:{}", u32::from_be_bytes([e[2], e[3], e[4], e[5]]), u16::from_be_bytes([e[6], e[7]]))
+            format!(
+                "{k}{}:{}",
+                u32::from_be_bytes([e[2], e[3], e[4], e[5]]),
+                u16::from_be_bytes([e[6], e[7]])
+            )
         }
         _ => e.iter().map(|b| format!("{b:02x}")).collect(),
     }
@@ -414,7 +526,12 @@ fn next_hop_text(r: &RouteInfo) -> String {
 
 /// A RIB listing as `gobgp global rib` (with `show_best`) or `gobgp neighbor ADDR adj-in`
 /// prints it; adj-out has no Age column.
-pub fn format_routes(routes: &[RouteInfo], now: SystemTime, show_best: bool, show_age: bool) -> String {
+pub fn format_routes(
+    routes: &[RouteInfo],
+    now: SystemTime,
+    show_best: bool,
+    show_age: bool,
+) -> String {
     if routes.is_empty() {
         return "Network not in table\n".into();
     }
@@ -428,7 +545,13 @@ pub fn format_routes(routes: &[RouteInfo], now: SystemTime, show_best: bool, sho
             } else {
                 "* ".into()
             };
-            [symbol, r.prefix.to_string(), next_hop_text(r), format_as_path(&r.attrs.as_path), format_attrs(&r.attrs)]
+            [
+                symbol,
+                r.prefix.to_string(),
+                next_hop_text(r),
+                format_as_path(&r.attrs.as_path),
+                format_attrs(&r.attrs),
+            ]
         })
         .collect();
     // Like gobgp: columns are at least 20 wide and grow to fit.
@@ -445,7 +568,14 @@ pub fn format_routes(routes: &[RouteInfo], now: SystemTime, show_best: bool, sho
     };
     let mut out = line("", "Network", "Next Hop", "AS_PATH", "Age", "Attrs");
     for (r, cols) in routes.iter().zip(&rows) {
-        out += &line(&cols[0], &cols[1], &cols[2], &cols[3], &format_age(r.since, now), &cols[4]);
+        out += &line(
+            &cols[0],
+            &cols[1],
+            &cols[2],
+            &cols[3],
+            &format_age(r.since, now),
+            &cols[4],
+        );
     }
     out
 }
@@ -536,8 +666,16 @@ impl RouteJson {
             med: a.med,
             local_pref: a.local_pref,
             communities: a.communities.iter().copied().map(community_text).collect(),
-            large_communities: a.large_communities.iter().map(|[g, l1, l2]| format!("{g}:{l1}:{l2}")).collect(),
-            extended_communities: a.extended_communities.iter().map(ext_community_text).collect(),
+            large_communities: a
+                .large_communities
+                .iter()
+                .map(|[g, l1, l2]| format!("{g}:{l1}:{l2}"))
+                .collect(),
+            extended_communities: a
+                .extended_communities
+                .iter()
+                .map(ext_community_text)
+                .collect(),
             originator_id: a.originator_id.map(|i| i.to_string()),
             cluster_list: a.cluster_list.iter().map(|c| c.to_string()).collect(),
             best: r.best,
@@ -610,11 +748,23 @@ Peer                 AS      Up/Down State       |#Received  Accepted
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         for (got, want) in lines.iter().zip(expected.lines()) {
-            assert_eq!(got.split_whitespace().collect::<Vec<_>>(), want.split_whitespace().collect::<Vec<_>>());
+            assert_eq!(
+                got.split_whitespace().collect::<Vec<_>>(),
+                want.split_whitespace().collect::<Vec<_>>()
+            );
         }
-        assert_eq!(lines[0], "Peer                 AS     Up/Down State       |#Received  Accepted");
-        assert_eq!(lines[2], "172.16.18.34      64511    00:00:30 Establ      |        1         1");
-        assert_eq!(lines[3], "2001:db8::2  4200000000       never Sent        |        0         0");
+        assert_eq!(
+            lines[0],
+            "Peer                 AS     Up/Down State       |#Received  Accepted"
+        );
+        assert_eq!(
+            lines[2],
+            "172.16.18.34      64511    00:00:30 Establ      |        1         1"
+        );
+        assert_eq!(
+            lines[3],
+            "2001:db8::2  4200000000       never Sent        |        0         0"
+        );
     }
 
     #[test]
@@ -623,7 +773,10 @@ Peer                 AS      Up/Down State       |#Received  Accepted
         assert_eq!(format_age(ago(3_599), now()), "00:59:59");
         assert_eq!(format_age(ago(86_400 + 61), now()), "1d 00:01:01");
         // A clock that moved backwards shows zero, not a panic.
-        assert_eq!(format_age(now() + Duration::from_secs(5), now()), "00:00:00");
+        assert_eq!(
+            format_age(now() + Duration::from_secs(5), now()),
+            "00:00:00"
+        );
     }
 
     fn route(prefix: &str, attrs: PathAttributes, best: bool) -> RouteInfo {
@@ -645,7 +798,12 @@ Peer                 AS      Up/Down State       |#Received  Accepted
             local_pref: Some(100),
             ..PathAttributes::default()
         };
-        let text = format_routes(&[route("192.168.55.128/26", attrs, true)], now(), true, true);
+        let text = format_routes(
+            &[route("192.168.55.128/26", attrs, true)],
+            now(),
+            true,
+            true,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -655,7 +813,10 @@ Peer                 AS      Up/Down State       |#Received  Accepted
             lines[1],
             "*> 192.168.55.128/26    172.16.18.34                              00:00:30   [{Origin: i} {LocalPref: 100}]"
         );
-        assert_eq!(format_routes(&[], now(), true, true), "Network not in table\n");
+        assert_eq!(
+            format_routes(&[], now(), true, true),
+            "Network not in table\n"
+        );
     }
 
     #[test]
@@ -664,8 +825,14 @@ Peer                 AS      Up/Down State       |#Received  Accepted
             origin: Some(Origin::Incomplete),
             as_path: AsPath {
                 segments: vec![
-                    AsSegment { kind: AsSegmentKind::Sequence, asns: vec![64511, 64999] },
-                    AsSegment { kind: AsSegmentKind::Set, asns: vec![1, 2] },
+                    AsSegment {
+                        kind: AsSegmentKind::Sequence,
+                        asns: vec![64511, 64999],
+                    },
+                    AsSegment {
+                        kind: AsSegmentKind::Set,
+                        asns: vec![1, 2],
+                    },
                 ],
             },
             med: Some(5),
@@ -674,9 +841,17 @@ Peer                 AS      Up/Down State       |#Received  Accepted
             extended_communities: vec![[0x00, 0x02, 0xFD, 0xE8, 0, 0, 0, 100]],
             ..PathAttributes::default()
         };
-        let text = format_routes(&[route("2001:db8:aaaa:bbbb::/64", attrs, false)], now(), false, false);
+        let text = format_routes(
+            &[route("2001:db8:aaaa:bbbb::/64", attrs, false)],
+            now(),
+            false,
+            false,
+        );
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "   Network                 Next Hop             AS_PATH              Attrs");
+        assert_eq!(
+            lines[0],
+            "   Network                 Next Hop             AS_PATH              Attrs"
+        );
         assert_eq!(
             lines[1],
             "   2001:db8:aaaa:bbbb::/64 ::                   64511 64999 {1,2}    [{Origin: ?} {Med: 5} \
@@ -688,9 +863,18 @@ Peer                 AS      Up/Down State       |#Received  Accepted
     fn as_path_segment_styles() {
         let path = AsPath {
             segments: vec![
-                AsSegment { kind: AsSegmentKind::ConfedSequence, asns: vec![65100, 65101] },
-                AsSegment { kind: AsSegmentKind::ConfedSet, asns: vec![65102, 65103] },
-                AsSegment { kind: AsSegmentKind::Sequence, asns: vec![64511] },
+                AsSegment {
+                    kind: AsSegmentKind::ConfedSequence,
+                    asns: vec![65100, 65101],
+                },
+                AsSegment {
+                    kind: AsSegmentKind::ConfedSet,
+                    asns: vec![65102, 65103],
+                },
+                AsSegment {
+                    kind: AsSegmentKind::Sequence,
+                    asns: vec![64511],
+                },
             ],
         };
         assert_eq!(format_as_path(&path), "(65100 65101) [65102,65103] 64511");
@@ -705,14 +889,26 @@ Peer                 AS      Up/Down State       |#Received  Accepted
             listen_port: Some(179),
             listen_addresses: vec!["0.0.0.0".parse().unwrap(), "::".parse().unwrap()],
         };
-        assert_eq!(format_global(&g), "AS:        64512\nRouter-ID: 10.0.0.1\nListening Port: 179, Addresses: 0.0.0.0, ::\n");
+        assert_eq!(
+            format_global(&g),
+            "AS:        64512\nRouter-ID: 10.0.0.1\nListening Port: 179, Addresses: 0.0.0.0, ::\n"
+        );
         let n = &neighbors()[1];
         let text = format_neighbor_detail(n, now());
-        assert!(text.starts_with("BGP neighbor is 172.16.18.34, remote AS 64511\n"), "{text}");
-        assert!(text.contains("BGP state = ESTABLISHED, up for 00:00:30\n"), "{text}");
+        assert!(
+            text.starts_with("BGP neighbor is 172.16.18.34, remote AS 64511\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BGP state = ESTABLISHED, up for 00:00:30\n"),
+            "{text}"
+        );
         assert!(text.contains("    Received:               1\n"), "{text}");
         let never = format_neighbor_detail(&neighbors()[0], now());
-        assert!(never.contains("BGP state = OPENSENT, never up\n"), "{never}");
+        assert!(
+            never.contains("BGP state = OPENSENT, never up\n"),
+            "{never}"
+        );
     }
 
     #[test]
@@ -725,7 +921,11 @@ Peer                 AS      Up/Down State       |#Received  Accepted
         assert_eq!(v["families"][0], "ipv4-unicast");
         let r = route(
             "10.0.0.0/24",
-            PathAttributes { origin: Some(Origin::Igp), communities: vec![(1 << 16) | 2], ..PathAttributes::default() },
+            PathAttributes {
+                origin: Some(Origin::Igp),
+                communities: vec![(1 << 16) | 2],
+                ..PathAttributes::default()
+            },
             true,
         );
         let v = serde_json::to_value(RouteJson::new(&r, now())).unwrap();
@@ -742,11 +942,23 @@ Peer                 AS      Up/Down State       |#Received  Accepted
         let p: Prefix = "10.0.0.0/24".parse().unwrap();
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(parse_next_hop(&p, &[]).unwrap(), None);
-        assert_eq!(parse_next_hop(&p, &words(&["nexthop", "1.2.3.4"])).unwrap(), Some("1.2.3.4".parse().unwrap()));
-        assert!(parse_next_hop(&p, &words(&["via", "1.2.3.4"])).unwrap_err().to_string().contains("nexthop ADDR"));
-        assert!(parse_next_hop(&p, &words(&["nexthop", "x"])).unwrap_err().to_string().contains("\"x\""));
+        assert_eq!(
+            parse_next_hop(&p, &words(&["nexthop", "1.2.3.4"])).unwrap(),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        assert!(parse_next_hop(&p, &words(&["via", "1.2.3.4"]))
+            .unwrap_err()
+            .to_string()
+            .contains("nexthop ADDR"));
+        assert!(parse_next_hop(&p, &words(&["nexthop", "x"]))
+            .unwrap_err()
+            .to_string()
+            .contains("\"x\""));
         let v6: Prefix = "2001:db8::/64".parse().unwrap();
         assert!(parse_next_hop(&v6, &words(&["nexthop", "1.2.3.4"])).is_err());
-        assert!(parse_next_hop(&p, &words(&["nexthop", "2001:db8::1"])).is_ok(), "RFC 8950: IPv4 over IPv6 next hop");
+        assert!(
+            parse_next_hop(&p, &words(&["nexthop", "2001:db8::1"])).is_ok(),
+            "RFC 8950: IPv4 over IPv6 next hop"
+        );
     }
 }

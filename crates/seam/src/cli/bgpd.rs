@@ -38,10 +38,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log_level)?;
-    let format = match args.config_type.as_str() {
-        "toml" => bgpd::config::ConfigFormat::Toml,
-        other => anyhow::bail!("config type {other:?} (-t) is not supported by seam bgpd: use a TOML file"),
-    };
+    let format: bgpd::config::ConfigFormat = args.config_type.parse()?;
     let config = bgpd::config::Config::load(&args.config_file, format)?;
     if args.dry_run {
         println!(
@@ -53,9 +50,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let _api_address = parse_api_hosts(&args.api_hosts)?;
-    let _ = args.cpus;
-    anyhow::bail!("TEMPORARY: the daemon runtime is being wired in")
+    let api_address = parse_api_hosts(&args.api_hosts)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(cpus) = args.cpus {
+        runtime.worker_threads(cpus.max(1));
+    }
+    let runtime = runtime.build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let options = bgpd::RunOptions { api_address };
+        let daemon = bgpd::Daemon::start(config, options).await?;
+        tracing::info!(listen = ?daemon.listen_addresses, api = ?api_address, "seam bgpd started");
+        wait_for_signal().await;
+        tracing::info!("stopping: sending Cease to every peer");
+        daemon.stop().await;
+        anyhow::Ok(())
+    })
 }
 
 /// gobgpd takes `HOST:PORT` or `:PORT` (all addresses); an empty string disables the API.
@@ -90,7 +100,6 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)]
 async fn wait_for_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
