@@ -132,7 +132,7 @@ pub mod open_param {
     pub const EXTENDED_LENGTH: u8 = 255;
 }
 
-/// Subcode 0, "Unspecific", usable with any error code (RFC 4493 / IANA registry).
+/// Subcode 0, "Unspecific", usable with any error code (RFC 4271 erratum 4493, IANA registry).
 pub const UNSPECIFIC_SUBCODE: u8 = 0;
 
 /// Fixed body length of a ROUTE-REFRESH message: AFI (2), subtype (1), SAFI (1).

@@ -3,6 +3,13 @@
 //! The model types live here; decoding and encoding live in submodules. Decoding is done
 //! against a [`CodecContext`] because the same bytes mean different things depending on what
 //! the session negotiated (2- or 4-octet AS numbers, ADD-PATH per family).
+//!
+//! Receiving: [`frame_length`] finds message boundaries in a byte stream, [`decode_message`]
+//! turns one frame into a [`Received`]: the message plus the RFC 7606 outcomes that keep the
+//! session up. Errors that reset the session come back as a [`DecodeError`] holding the exact
+//! NOTIFICATION to send. Sending: [`encode_message`] appends one message to the caller's buffer,
+//! [`encode_update_split`] packs a large UPDATE into as many 4096-octet messages as needed, and
+//! [`encode_path_attributes`] produces the attribute block alone for callers that cache it.
 
 mod attributes;
 mod capabilities;

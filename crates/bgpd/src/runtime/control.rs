@@ -1,6 +1,7 @@
 //! The bridge between the management API and the core: each API call becomes one message to
 //! the core task with a oneshot reply, so API readers never lock the RIB.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use seam_api::{Control, ControlError, GlobalInfo, NeighborInfo, RouteInfo, Sessi
 use tokio::sync::{mpsc, oneshot};
 
 use super::core::{Core, CoreEvent};
+use crate::config::Neighbor;
 
 /// API operations, answered by the core.
 pub(crate) enum ApiRequest {
@@ -18,6 +20,27 @@ pub(crate) enum ApiRequest {
     Routes { table: Table, family: Family, reply: oneshot::Sender<Result<Vec<RouteInfo>, ControlError>> },
     AddPath { prefix: Prefix, attributes: PathAttributes, reply: oneshot::Sender<Result<(), ControlError>> },
     DeletePath { prefix: Prefix, reply: oneshot::Sender<Result<(), ControlError>> },
+    AddNeighbor { neighbor: Box<Neighbor>, reply: oneshot::Sender<Result<(), ControlError>> },
+    RemoveNeighbor { address: IpAddr, reply: oneshot::Sender<Result<(), ControlError>> },
+    SetNeighbors { neighbors: Vec<Neighbor>, reply: oneshot::Sender<Result<NeighborChanges, ControlError>> },
+    Subscribe(oneshot::Sender<mpsc::UnboundedReceiver<Vec<BestChange>>>),
+}
+
+/// One best-path change: the new best attributes, or None when no route is left. The node
+/// agent turns these into kernel routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BestChange {
+    pub prefix: Prefix,
+    pub best: Option<Arc<PathAttributes>>,
+}
+
+/// What `set_neighbors` did, so callers can log and test that unchanged sessions were kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NeighborChanges {
+    pub added: Vec<IpAddr>,
+    pub removed: Vec<IpAddr>,
+    pub changed: Vec<IpAddr>,
+    pub unchanged: Vec<IpAddr>,
 }
 
 /// A cloneable handle that implements the API's `Control` trait over the core's channel.
@@ -38,6 +61,37 @@ impl CoreControl {
             .await
             .map_err(|_| ControlError::Unavailable("the daemon is shutting down".into()))?;
         answer.await.map_err(|_| ControlError::Unavailable("the daemon is shutting down".into()))
+    }
+
+    /// Announce a locally originated route (the node agent's blocks).
+    pub async fn originate(&self, prefix: Prefix, attributes: PathAttributes) -> Result<(), ControlError> {
+        self.ask(|reply| ApiRequest::AddPath { prefix, attributes, reply }).await?
+    }
+
+    /// Withdraw a locally originated route.
+    pub async fn withdraw(&self, prefix: Prefix) -> Result<(), ControlError> {
+        self.ask(|reply| ApiRequest::DeletePath { prefix, reply }).await?
+    }
+
+    /// Start a session with a new neighbor; an existing configured one is an error.
+    pub async fn add_neighbor(&self, neighbor: Neighbor) -> Result<(), ControlError> {
+        self.ask(|reply| ApiRequest::AddNeighbor { neighbor: Box::new(neighbor), reply }).await?
+    }
+
+    /// Stop and forget a neighbor (Cease "peer de-configured"); its routes are withdrawn.
+    pub async fn remove_neighbor(&self, address: IpAddr) -> Result<(), ControlError> {
+        self.ask(|reply| ApiRequest::RemoveNeighbor { address, reply }).await?
+    }
+
+    /// Reconcile the configured neighbors to exactly this list, touching only the ones that
+    /// were added, removed or changed.
+    pub async fn set_neighbors(&self, neighbors: Vec<Neighbor>) -> Result<NeighborChanges, ControlError> {
+        self.ask(|reply| ApiRequest::SetNeighbors { neighbors, reply }).await?
+    }
+
+    /// Best-path changes as they happen; the first batch is the whole current table.
+    pub async fn subscribe_best(&self) -> Result<mpsc::UnboundedReceiver<Vec<BestChange>>, ControlError> {
+        self.ask(ApiRequest::Subscribe).await
     }
 }
 
@@ -96,6 +150,20 @@ pub(crate) fn answer(core: &mut Core, request: ApiRequest, now: Instant) {
                 Err(ControlError::NotFound(format!("{prefix} is not a locally originated route")))
             };
             let _ = reply.send(result);
+        }
+        ApiRequest::AddNeighbor { neighbor, reply } => {
+            let _ = reply.send(core.add_neighbor(*neighbor).map_err(ControlError::InvalidArgument));
+        }
+        ApiRequest::RemoveNeighbor { address, reply } => {
+            let removed = core.remove_peer(address, bgp::wire::codes::cease_subcode::PEER_DECONFIGURED);
+            let result = if removed { Ok(()) } else { Err(ControlError::NotFound(format!("neighbor {address} is not configured"))) };
+            let _ = reply.send(result);
+        }
+        ApiRequest::SetNeighbors { neighbors, reply } => {
+            let _ = reply.send(core.set_neighbors(neighbors).map_err(ControlError::InvalidArgument));
+        }
+        ApiRequest::Subscribe(reply) => {
+            let _ = reply.send(core.subscribe());
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::control::{self, ApiRequest};
+use super::control::{self, ApiRequest, BestChange, NeighborChanges};
 use super::peer::{self, Outgoing, PeerCommand, PeerSettings, PeerTask, Writer, CREDIT_LIMIT};
 use crate::config::{Config, Neighbor};
 
@@ -25,18 +25,19 @@ pub(crate) enum CoreEvent {
     /// A listener accepted a connection from `remote`.
     Inbound { stream: TcpStream, remote: IpAddr },
     /// A peer's FSM changed state (for status reporting).
-    State { peer: IpAddr, state: State },
+    State { peer: IpAddr, task: u64, state: State },
     Established {
         peer: IpAddr,
+        task: u64,
         generation: u64,
         local_address: IpAddr,
         writer: Writer,
         in_flight: Arc<AtomicUsize>,
         negotiated: Box<Negotiated>,
     },
-    Update { peer: IpAddr, generation: u64, update: Update },
-    RouteRefresh { peer: IpAddr, generation: u64, family: Family },
-    Down { peer: IpAddr, generation: u64, reason: String },
+    Update { peer: IpAddr, task: u64, generation: u64, update: Update },
+    RouteRefresh { peer: IpAddr, task: u64, generation: u64, family: Family },
+    Down { peer: IpAddr, task: u64, generation: u64, reason: String },
     /// A writer drained below the credit limit.
     Writable { peer: IpAddr },
     Api(ApiRequest),
@@ -60,6 +61,9 @@ pub(crate) struct Peer {
     pub(crate) dynamic: bool,
     commands: mpsc::Sender<PeerCommand>,
     task: JoinHandle<()>,
+    /// Identifies the task serving this entry; events from an older task of the same address
+    /// (a neighbor removed and added again) are ignored.
+    task_id: u64,
     pub(crate) state: State,
     /// When the session last came up or went down (the API's Up/Down column).
     pub(crate) since: Option<SystemTime>,
@@ -72,6 +76,9 @@ pub(crate) struct Core {
     pub(crate) peers: HashMap<IpAddr, Peer>,
     events: mpsc::Sender<CoreEvent>,
     shutdown: watch::Receiver<bool>,
+    next_task_id: u64,
+    /// In-process consumers of best-path changes (the node agent's FIB hook).
+    subscribers: Vec<mpsc::UnboundedSender<Vec<BestChange>>>,
     /// Pairs an `Instant` with wall-clock time so RIB ages can be reported as timestamps.
     clock_origin: (Instant, SystemTime),
 }
@@ -84,6 +91,12 @@ impl Core {
                 .fsm
                 .validate()
                 .map_err(|error| anyhow::anyhow!("neighbor {}: {error}", neighbor.address))?;
+            if neighbor.auth_password.is_some() {
+                anyhow::bail!(
+                    "neighbor {}: auth-password (TCP-MD5, RFC 2385) is not supported by seam bgpd yet; remove it or use GTSM/ACLs",
+                    neighbor.address
+                );
+            }
         }
         Ok(())
     }
@@ -101,6 +114,8 @@ impl Core {
             peers: HashMap::new(),
             events,
             shutdown,
+            next_task_id: 0,
+            subscribers: Vec::new(),
             clock_origin: (Instant::now(), SystemTime::now()),
         };
         for neighbor in &config.neighbors {
@@ -112,11 +127,103 @@ impl Core {
     fn spawn_peer(&mut self, neighbor: Neighbor, dynamic: bool) {
         let settings = peer_settings(&self.config, &neighbor, dynamic);
         let (commands, command_rx) = mpsc::channel(16);
-        let task = PeerTask::new(settings, self.events.clone(), command_rx, self.shutdown.clone());
+        self.next_task_id += 1;
+        let task_id = self.next_task_id;
+        let task = PeerTask::new(settings, task_id, self.events.clone(), command_rx, self.shutdown.clone());
         let task = tokio::spawn(task.run());
         let address = neighbor.address;
         let state = if neighbor.passive || dynamic { State::Active } else { State::Idle };
-        self.peers.insert(address, Peer { neighbor, dynamic, commands, task, state, since: None, live: None });
+        let peer = Peer { neighbor, dynamic, commands, task, task_id, state, since: None, live: None };
+        self.peers.insert(address, peer);
+    }
+
+    /// Stop a peer's task (Cease with `subcode`) and forget it; its routes are withdrawn.
+    pub(crate) fn remove_peer(&mut self, address: IpAddr, subcode: u8) -> bool {
+        let Some(entry) = self.peers.remove(&address) else { return false };
+        if let Some(live) = entry.live {
+            self.rib.peer_down(live.rib_id);
+        }
+        let _ = entry.commands.try_send(PeerCommand::Stop { subcode });
+        true
+    }
+
+    /// Add a neighbor at run time (configured, not dynamic).
+    pub(crate) fn add_neighbor(&mut self, neighbor: Neighbor) -> Result<(), String> {
+        if self.peers.get(&neighbor.address).is_some_and(|peer| !peer.dynamic) {
+            return Err(format!("neighbor {} already exists", neighbor.address));
+        }
+        peer_settings(&self.config, &neighbor, false)
+            .fsm
+            .validate()
+            .map_err(|error| format!("neighbor {}: {error}", neighbor.address))?;
+        // A dynamic session from the same address gives way to the configured neighbor.
+        self.remove_peer(neighbor.address, codes::cease_subcode::OTHER_CONFIGURATION_CHANGE);
+        self.spawn_peer(neighbor, false);
+        Ok(())
+    }
+
+    /// Make the configured neighbors exactly `wanted`: new ones start, missing ones stop with
+    /// Cease "peer de-configured", changed ones restart, and unchanged ones are not touched.
+    pub(crate) fn set_neighbors(&mut self, wanted: Vec<Neighbor>) -> Result<NeighborChanges, String> {
+        for neighbor in &wanted {
+            peer_settings(&self.config, neighbor, false)
+                .fsm
+                .validate()
+                .map_err(|error| format!("neighbor {}: {error}", neighbor.address))?;
+        }
+        let mut changes = NeighborChanges::default();
+        let wanted_addresses: std::collections::HashSet<IpAddr> = wanted.iter().map(|n| n.address).collect();
+        let gone: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(address, peer)| !peer.dynamic && !wanted_addresses.contains(address))
+            .map(|(address, _)| *address)
+            .collect();
+        for address in gone {
+            self.remove_peer(address, codes::cease_subcode::PEER_DECONFIGURED);
+            changes.removed.push(address);
+        }
+        for neighbor in wanted {
+            match self.peers.get(&neighbor.address) {
+                Some(peer) if !peer.dynamic && peer.neighbor == neighbor => changes.unchanged.push(neighbor.address),
+                Some(_) => {
+                    self.remove_peer(neighbor.address, codes::cease_subcode::OTHER_CONFIGURATION_CHANGE);
+                    changes.changed.push(neighbor.address);
+                    self.spawn_peer(neighbor, false);
+                }
+                None => {
+                    changes.added.push(neighbor.address);
+                    self.spawn_peer(neighbor, false);
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Register a best-path subscriber; it first receives the whole current table.
+    pub(crate) fn subscribe(&mut self) -> mpsc::UnboundedReceiver<Vec<BestChange>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let mut snapshot = Vec::new();
+        for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
+            for view in self.rib.loc_rib(family) {
+                if view.best {
+                    snapshot.push(BestChange { prefix: view.prefix, best: Some(view.attrs) });
+                }
+            }
+        }
+        let _ = sender.send(snapshot);
+        self.subscribers.push(sender);
+        receiver
+    }
+
+    /// Hand best-path changes to subscribers (or drop them when nobody listens).
+    fn publish_best_changes(&mut self) {
+        let changes = self.rib.take_best_changes();
+        if changes.is_empty() || self.subscribers.is_empty() {
+            return;
+        }
+        let batch: Vec<BestChange> = changes.into_iter().map(|(prefix, best)| BestChange { prefix, best }).collect();
+        self.subscribers.retain(|subscriber| subscriber.send(batch.clone()).is_ok());
     }
 
     pub(crate) async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
@@ -134,6 +241,7 @@ impl Core {
                             Err(_) => break,
                         }
                     }
+                    self.publish_best_changes();
                     self.flush();
                 }
             }
@@ -152,13 +260,13 @@ impl Core {
         let now = Instant::now();
         match event {
             CoreEvent::Inbound { stream, remote } => self.inbound(stream, remote),
-            CoreEvent::State { peer, state } => {
-                if let Some(entry) = self.peers.get_mut(&peer) {
+            CoreEvent::State { peer, task, state } => {
+                if let Some(entry) = self.peers.get_mut(&peer).filter(|entry| entry.task_id == task) {
                     entry.state = state;
                 }
             }
-            CoreEvent::Established { peer, generation, local_address, writer, in_flight, negotiated } => {
-                let Some(entry) = self.peers.get_mut(&peer) else { return };
+            CoreEvent::Established { peer, task, generation, local_address, writer, in_flight, negotiated } => {
+                let Some(entry) = self.peers.get_mut(&peer).filter(|entry| entry.task_id == task) else { return };
                 if let Some(old) = entry.live.take() {
                     self.rib.peer_down(old.rib_id);
                 }
@@ -176,20 +284,20 @@ impl Core {
                 let codec = negotiated.codec.clone();
                 entry.live = Some(Live { generation, rib_id, writer, in_flight, codec, negotiated, local_address });
             }
-            CoreEvent::Update { peer, generation, update } => {
-                if let Some(live) = self.live(peer, generation) {
+            CoreEvent::Update { peer, task, generation, update } => {
+                if let Some(live) = self.live(peer, task, generation) {
                     let rib_id = live.rib_id;
                     self.rib.apply_update(rib_id, &update, now);
                 }
             }
-            CoreEvent::RouteRefresh { peer, generation, family } => {
-                if let Some(live) = self.live(peer, generation) {
+            CoreEvent::RouteRefresh { peer, task, generation, family } => {
+                if let Some(live) = self.live(peer, task, generation) {
                     let rib_id = live.rib_id;
                     self.rib.refresh(rib_id, family);
                 }
             }
-            CoreEvent::Down { peer, generation, reason } => {
-                let Some(entry) = self.peers.get_mut(&peer) else { return };
+            CoreEvent::Down { peer, task, generation, reason } => {
+                let Some(entry) = self.peers.get_mut(&peer).filter(|entry| entry.task_id == task) else { return };
                 if entry.live.as_ref().is_some_and(|live| live.generation == generation) {
                     let live = entry.live.take().expect("checked");
                     self.rib.peer_down(live.rib_id);
@@ -208,8 +316,9 @@ impl Core {
         }
     }
 
-    fn live(&self, peer: IpAddr, generation: u64) -> Option<&Live> {
-        self.peers.get(&peer)?.live.as_ref().filter(|live| live.generation == generation)
+    fn live(&self, peer: IpAddr, task: u64, generation: u64) -> Option<&Live> {
+        let entry = self.peers.get(&peer).filter(|entry| entry.task_id == task)?;
+        entry.live.as_ref().filter(|live| live.generation == generation)
     }
 
     fn inbound(&mut self, stream: TcpStream, remote: IpAddr) {
@@ -227,10 +336,12 @@ impl Core {
             }
         }
         let entry = self.peers.get(&remote).expect("present or just created");
-        if let Err(error) = entry.commands.try_send(PeerCommand::Inbound(stream)) {
-            if let mpsc::error::TrySendError::Full(PeerCommand::Inbound(stream)) | mpsc::error::TrySendError::Closed(PeerCommand::Inbound(stream)) = error {
-                peer::refuse(stream, codes::cease_subcode::OUT_OF_RESOURCES);
-            }
+        if let Err(
+            mpsc::error::TrySendError::Full(PeerCommand::Inbound(stream))
+            | mpsc::error::TrySendError::Closed(PeerCommand::Inbound(stream)),
+        ) = entry.commands.try_send(PeerCommand::Inbound(stream))
+        {
+            peer::refuse(stream, codes::cease_subcode::OUT_OF_RESOURCES);
         }
     }
 
@@ -314,5 +425,7 @@ fn peer_settings(config: &Config, neighbor: &Neighbor, dynamic: bool) -> PeerSet
             Vec::new()
         },
     };
-    PeerSettings { address: neighbor.address, remote_port: neighbor.remote_port, local_address: neighbor.local_address, fsm }
+    let ebgp = fsm.remote_as != fsm.local_as;
+    let ttl = ebgp.then(|| u32::from(neighbor.ebgp_multihop_ttl.unwrap_or(1)));
+    PeerSettings { address: neighbor.address, remote_port: neighbor.remote_port, local_address: neighbor.local_address, ttl, fsm }
 }

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 
-pub use control::CoreControl;
+pub use control::{BestChange, CoreControl, NeighborChanges};
 
 /// What `run` needs besides the config file.
 #[derive(Clone, Debug, Default)]

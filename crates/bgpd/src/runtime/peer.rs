@@ -47,6 +47,9 @@ pub(crate) struct PeerSettings {
     pub address: IpAddr,
     pub remote_port: u16,
     pub local_address: Option<IpAddr>,
+    /// IP TTL for the session's packets: 1 for directly connected eBGP, the multihop TTL when
+    /// configured, None (kernel default) for iBGP.
+    pub ttl: Option<u32>,
     pub fsm: PeerConfig,
 }
 
@@ -98,6 +101,8 @@ enum Which {
 
 pub(crate) struct PeerTask {
     settings: PeerSettings,
+    /// The core's id for this task (echoed in every event).
+    task_id: u64,
     primary: Slot,
     candidate: Option<Slot>,
     connecting: Option<ConnectFuture>,
@@ -114,6 +119,7 @@ pub(crate) struct PeerTask {
 impl PeerTask {
     pub(crate) fn new(
         settings: PeerSettings,
+        task_id: u64,
         core: mpsc::Sender<CoreEvent>,
         commands: mpsc::Receiver<PeerCommand>,
         shutdown: watch::Receiver<bool>,
@@ -121,6 +127,7 @@ impl PeerTask {
         let session = Session::new(settings.fsm.clone());
         PeerTask {
             settings,
+            task_id,
             primary: Slot { session, connection: None, from_candidate: false },
             candidate: None,
             connecting: None,
@@ -198,7 +205,7 @@ impl PeerTask {
         let state = self.primary.session.state();
         if self.last_reported != Some(state) {
             self.last_reported = Some(state);
-            let _ = self.core.send(CoreEvent::State { peer: self.settings.address, state }).await;
+            let _ = self.core.send(CoreEvent::State { peer: self.settings.address, task: self.task_id, state }).await;
         }
     }
 
@@ -221,7 +228,7 @@ impl PeerTask {
 
     /// What a writer task needs to tell the core it has room again.
     fn wake(&self) -> Wake {
-        Wake { core: self.core.clone(), peer: self.settings.address }
+        Wake { core: self.core.clone(), peer: self.settings.address, ttl: self.settings.ttl }
     }
 
     fn slot(&mut self, which: Which) -> Option<&mut Slot> {
@@ -356,6 +363,7 @@ impl PeerTask {
                     tracing::info!(peer = %self.settings.address, peer_as = negotiated.peer_as, "session established");
                     let event = CoreEvent::Established {
                         peer: self.settings.address,
+                        task: self.task_id,
                         generation: self.generation,
                         local_address: connection.local.ip(),
                         writer: connection.writer.clone(),
@@ -367,13 +375,14 @@ impl PeerTask {
                 Action::Deliver(update) => {
                     let event = CoreEvent::Update {
                         peer: self.settings.address,
+                        task: self.task_id,
                         generation: self.generation,
                         update,
                     };
                     let _ = self.core.send(event).await;
                 }
                 Action::RouteRefreshRequested(family) => {
-                    let event = CoreEvent::RouteRefresh { peer: self.settings.address, generation: self.generation, family };
+                    let event = CoreEvent::RouteRefresh { peer: self.settings.address, task: self.task_id, generation: self.generation, family };
                     let _ = self.core.send(event).await;
                 }
                 Action::Down { reason } => {
@@ -397,7 +406,7 @@ impl PeerTask {
 
     async fn session_down(&mut self, reason: &str) {
         self.established = false;
-        let event = CoreEvent::Down { peer: self.settings.address, generation: self.generation, reason: reason.to_string() };
+        let event = CoreEvent::Down { peer: self.settings.address, task: self.task_id, generation: self.generation, reason: reason.to_string() };
         let _ = self.core.send(event).await;
     }
 
@@ -479,12 +488,22 @@ pub(crate) fn refuse(stream: TcpStream, subcode: u8) {
 struct Wake {
     core: mpsc::Sender<CoreEvent>,
     peer: IpAddr,
+    /// Carried here so `Connection::new` can apply it before the first byte is sent.
+    ttl: Option<u32>,
 }
 
 impl Connection {
     fn new(stream: TcpStream, outbound: bool, wake: Wake) -> io::Result<Connection> {
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
+        if let Some(ttl) = wake.ttl {
+            let socket = socket2::SockRef::from(&stream);
+            if local.is_ipv6() {
+                socket.set_unicast_hops_v6(ttl)?;
+            } else {
+                socket.set_ttl_v4(ttl)?;
+            }
+        }
         let (reader, writer_half) = stream.into_split();
         let (writer, queue) = mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
