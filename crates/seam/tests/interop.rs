@@ -39,9 +39,9 @@ fn start_rr(host: &Host, clients: &[IpAddr], others: &[Neighbor]) -> ApiSpeaker 
 /// A BIRD node announcing `blocks` to the reflector over IPv4 (or IPv6 when `ipv6`).
 fn bird_client(host: &Host, blocks: &[&str], ipv6: bool) -> Bird {
     let peer = if ipv6 {
-        BirdPeer::new("rr", host.v6, AS, v6(RR), AS)
+        BirdPeer::new("upstream", host.v6, AS, v6(RR), AS)
     } else {
-        BirdPeer::new("rr", host.v4, AS, v4(RR), AS)
+        BirdPeer::new("upstream", host.v4, AS, v4(RR), AS)
     };
     Bird::start(host, &BirdConfig { router_id: host.v4, originate: blocks.iter().map(|b| net(b)).collect(), peers: vec![peer] })
 }
@@ -180,7 +180,7 @@ fn restarted_clients_come_back() {
     wait_lost(&lab.frr, BIRD_BLOCK);
     lab.bird.restart();
     lab.rr.wait_established(bird_host.v4.into());
-    lab.bird.wait_established("rr");
+    lab.bird.wait_established("upstream");
     wait_learned(&lab.gobgp, BIRD_BLOCK, reflected_from(bird_host, false));
     wait_learned(&lab.frr, BIRD_BLOCK, reflected_from(bird_host, false));
     // The restarted BIRD gets the others' routes again (the reflector re-sends its Adj-RIB-Out).
@@ -222,11 +222,19 @@ fn ebgp_peer_with_four_octet_as() {
         expect_eq("ORIGINATOR_ID", r.originator_id, None)?;
         expect_eq("CLUSTER_LIST", r.cluster_list.clone(), vec![])
     });
+    let reflector = Reflector::under_test();
     wait_learned(&bird, "10.36.0.0/24", |r| {
         expect_eq("AS_PATH", r.as_path.clone(), vec![AS4])?;
         expect_eq("next hop", r.next_hop, Some(ebgp_host.v4.into()))?;
-        // Learned over eBGP and advertised by the reflector itself: not a reflected route.
-        expect_eq("ORIGINATOR_ID", r.originator_id, None)
+        // Learned over eBGP and advertised by the reflector as its own best path: RFC 4456
+        // reflection (and its ORIGINATOR_ID / CLUSTER_LIST) applies to iBGP-learned routes
+        // only. BIRD and FRR reflectors behave so; gobgpd 3.10 adds both attributes anyway
+        // (see docs/interop.md), so the baseline run does not hold it to this.
+        if reflector == Reflector::Seam {
+            expect_eq("ORIGINATOR_ID", r.originator_id, None)?;
+            expect_eq("CLUSTER_LIST", r.cluster_list.clone(), vec![])?;
+        }
+        Ok(())
     });
     wait_learned(&rr, "10.36.0.0/24", |r| expect_eq("AS_PATH at the reflector", r.as_path.clone(), vec![AS4]));
 }
@@ -329,7 +337,7 @@ fn gobgp_cli_drives_the_reflector() {
         if line_with(&out, BIRD_BLOCK, &bird_addr) {
             Ok(())
         } else {
-            Err(out)
+            Err(out.into())
         }
     });
     wait_until("adj-out to the BIRD neighbor shows FRR's block", WAIT, || {
@@ -337,7 +345,7 @@ fn gobgp_cli_drives_the_reflector() {
         if line_with(&out, FRR_BLOCK, &frr_host.v4.to_string()) && !out.contains(BIRD_BLOCK) {
             Ok(())
         } else {
-            Err(out)
+            Err(out.into())
         }
     });
     let rib = rr.must_cli(&["global", "rib"]);
@@ -376,4 +384,123 @@ fn seed_configuration_works_unchanged() {
     wait_learned(&rr, BIRD_BLOCK, |r| expect_eq("next hop", r.next_hop, Some(bird_host.v4.into())));
     rr.announce("10.99.0.0/24", v4(RR).into());
     wait_learned(&bird, "10.99.0.0/24", |r| expect_eq("next hop", r.next_hop, Some(v4(RR).into())));
+}
+
+// The parsers the scenarios rely on, checked against captured output of the real tools
+// (BIRD 2.0.12, FRR 8.4.4, gobgp 3.10), so a format change fails here with a clear message
+// instead of as a timeout in a scenario. These need no root.
+
+#[test]
+fn parses_bird_show_route_all() {
+    let text = "BIRD 2.0.12 ready.\nTable master6:\n\
+        fd00:55:35::/64      unicast [upstream 18:50:01.120] * (100) [i]\n\
+        \tvia fd00:18::35 on eth0\n\
+        \tType: BGP univ\n\
+        \tBGP.origin: IGP\n\
+        \tBGP.as_path: 4200000001 {65001 65002}\n\
+        \tBGP.next_hop: fd00:18::35 fe80::1\n\
+        \tBGP.local_pref: 100\n\
+        \tBGP.originator_id: 172.16.18.35\n\
+        \tBGP.cluster_list: 172.16.18.32 172.16.18.40\n\
+        \x20                    unicast [other 18:50:02.000] (100) [i]\n\
+        \tType: BGP univ\n\
+        \tBGP.next_hop: fd00:18::36\n\
+        fd00:55:33::/64      blackhole [static6 18:47:18.475] * (200)\n\
+        \tType: static univ\n";
+    let routes = support::bird::parse_show_route_all(text).unwrap();
+    assert_eq!(routes.len(), 3, "{routes:?}");
+    let first = &routes[0];
+    assert_eq!(first.prefix, net("fd00:55:35::/64"));
+    assert_eq!(first.next_hop, Some("fd00:18::35".parse().unwrap()));
+    assert_eq!(first.as_path, vec![AS4, 65001, 65002]);
+    assert_eq!(first.originator_id, Some(v4(35)));
+    assert_eq!(first.cluster_list, vec![v4(32), v4(40)]);
+    assert!(first.learned && first.best);
+    assert_eq!(routes[1].prefix, net("fd00:55:35::/64"), "a second path keeps the prefix");
+    assert_eq!(routes[1].next_hop, Some("fd00:18::36".parse().unwrap()));
+    assert!(routes[1].learned && !routes[1].best);
+    assert!(!routes[2].learned && routes[2].best, "a static route is not learned");
+    assert!(support::bird::parse_show_route_all("BIRD 2.0.12 ready.\nTable master4:\nnot-a-prefix  unicast\n").is_err());
+}
+
+#[test]
+fn parses_gobgp_rib_json() {
+    let text = r#"{"192.168.55.128/26":[{"nlri":{"prefix":"192.168.55.128/26"},"age":1,"best":true,
+        "attrs":[{"type":1,"value":0},{"type":2,"as_paths":[{"segment_type":2,"num":1,"asns":[4200000001]}]},
+        {"type":3,"nexthop":"172.16.18.33"},{"type":5,"value":100},{"type":9,"value":"172.16.18.33"},
+        {"type":10,"value":["172.16.18.32"]}],"stale":false,"source-id":"172.16.18.32","neighbor-ip":"172.16.18.32"}],
+        "fd00:99::/64":[{"nlri":{"prefix":"fd00:99::/64"},"age":1,"best":true,"attrs":[{"type":1,"value":2},
+        {"type":14,"nexthop":"fd00:18::32","afi":2,"safi":1,"value":[{"prefix":"fd00:99::/64"}]}],"stale":false}]}"#;
+    let mut routes = support::gobgp::parse_rib_json(text).unwrap();
+    routes.sort_by_key(|r| r.prefix.to_string());
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0].as_path, vec![AS4]);
+    assert_eq!(routes[0].next_hop, Some(v4(33).into()));
+    assert_eq!(routes[0].originator_id, Some(v4(33)));
+    assert_eq!(routes[0].cluster_list, vec![v4(32)]);
+    assert!(routes[0].learned);
+    assert_eq!(routes[1].next_hop, Some(v6(32).into()), "MP_REACH next hop");
+    assert!(!routes[1].learned, "a path added through the API has no neighbor-ip");
+    assert!(support::gobgp::parse_rib_json("").unwrap().is_empty());
+    assert!(support::gobgp::parse_rib_json("[1]").is_err());
+}
+
+#[test]
+fn parses_gobgp_neighbor_table() {
+    let text = "Peer             AS  Up/Down State       |#Received  Accepted\n\
+        172.16.18.33  64511 00:00:05 Establ      |        1         1\n\
+        fd00:18::35 4200000001    never Active      |        0         0\n";
+    let rows = support::gobgp::parse_neighbor_table(text).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].address, rows[0].asn, rows[0].state.as_str()), (v4(33).into(), AS, "Establ"));
+    assert_eq!((rows[1].address, rows[1].asn, rows[1].state.as_str()), (v6(35).into(), AS4, "Active"));
+    assert!(support::gobgp::parse_neighbor_table("error: connection refused\n").is_err());
+}
+
+#[test]
+fn parses_frr_prefix_json() {
+    let text = r#"{"prefix":"192.168.55.128/26","paths":[{"aspath":{"string":"64511","segments":[{"type":"as-sequence","list":[64511]}],"length":1},
+        "valid":true,"originatorId":"172.16.18.33","clusterList":{"list":["172.16.18.32"]},
+        "bestpath":{"overall":true},"nexthops":[{"ip":"172.16.18.33","afi":"ipv4","used":true}],
+        "peer":{"peerId":"172.16.18.32","routerId":"172.16.18.32"}},
+        {"aspath":{"string":"Local","segments":[],"length":0},"sourced":true,"local":true,
+        "nexthops":[{"ip":"0.0.0.0","afi":"ipv4","used":true}],"peer":{"peerId":"0.0.0.0"}}]}"#;
+    let routes = support::frr::parse_prefix_json("192.168.55.128/26", text).unwrap();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0].as_path, vec![AS]);
+    assert_eq!(routes[0].next_hop, Some(v4(33).into()));
+    assert_eq!(routes[0].originator_id, Some(v4(33)));
+    assert_eq!(routes[0].cluster_list, vec![v4(32)]);
+    assert!(routes[0].learned && routes[0].best);
+    assert!(!routes[1].learned, "a `network` route is local");
+    assert!(support::frr::parse_prefix_json("192.168.55.128/26", "{").is_err());
+}
+
+#[test]
+fn renders_configs_for_each_daemon() {
+    let toml = gobgp::config(AS, v4(RR), &[Neighbor::new(v4(33), AS).rr_client(v4(RR)), Neighbor::new(v6(36), AS4)]);
+    assert!(toml.contains("router-id = \"172.16.18.32\""), "{toml}");
+    assert!(toml.contains("route-reflector-cluster-id = \"172.16.18.32\""), "{toml}");
+    assert!(toml.contains("neighbor-address = \"fd00:18::36\"\n    peer-as = 4200000001"), "{toml}");
+    assert_eq!(toml.matches("route-reflector-client = true").count(), 1, "{toml}");
+    assert_eq!(gobgp::envsubst("id = \"${ROUTER_IP}\"", &[("ROUTER_IP", "172.16.18.32")]), "id = \"172.16.18.32\"");
+
+    let bird = BirdConfig {
+        router_id: v4(33),
+        originate: vec![net(BIRD_BLOCK), net("fd00:55:33::/64")],
+        peers: vec![BirdPeer::new("upstream", v6(33), AS, v6(RR), AS)],
+    }
+    .render();
+    assert!(bird.contains("route 192.168.55.128/26 blackhole;") && bird.contains("route fd00:55:33::/64 blackhole;"), "{bird}");
+    assert!(bird.contains("neighbor fd00:18::32 as 64511;") && bird.contains("  ipv6 {"), "{bird}");
+
+    let frr = FrrConfig {
+        asn: AS4,
+        router_id: v4(36),
+        originate: vec![net("10.36.0.0/24")],
+        neighbors: vec![FrrNeighbor { address: v4(RR).into(), remote_as: AS }],
+    }
+    .render();
+    assert!(frr.contains("router bgp 4200000001") && frr.contains("no bgp ebgp-requires-policy"), "{frr}");
+    assert!(frr.contains(" address-family ipv4 unicast\n  network 10.36.0.0/24\n  neighbor 172.16.18.32 activate"), "{frr}");
 }

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use super::{require_tool, run_in, wait_until, write_file, Daemon, Family, Host, IpNet, Route, Speaker, WAIT};
+use super::{Dead, require_tool, run_in, wait_until, write_file, Daemon, Family, Host, IpNet, Route, Speaker, WAIT};
 
 /// One `protocol bgp` block.
 #[derive(Clone, Debug)]
@@ -68,19 +68,18 @@ impl BirdConfig {
         for p in &self.peers {
             let channel = if p.neighbor.is_ipv4() { "ipv4" } else { "ipv6" };
             let export = if p.export_all { "all" } else { "where source = RTS_STATIC" };
-            let ibgp = p.local_as == p.peer_as;
             text += &format!(
                 "\nprotocol bgp {} {{\n  local {} as {};\n  neighbor {} as {};\n  \
-                 hold time 9;\n  keepalive time 3;\n  connect retry time 1;\n  start delay time 1;\n  \
-                 error wait time 1, 5;\n",
+                 hold time 9;\n  keepalive time 3;\n  connect retry time 1;\n  connect delay time 1;\n  \
+                 error wait time 1, 5;\n  direct;\n",
                 p.name, p.local, p.local_as, p.neighbor, p.peer_as
             );
             if let Some(cluster) = p.rr_client {
                 text += &format!("  rr client;\n  rr cluster id {cluster};\n");
             }
-            // iBGP next hops are on the shared segment: resolve them directly, no IGP table.
-            let gateway = if ibgp { "    gateway direct;\n" } else { "" };
-            text += &format!("  {channel} {{\n    import all;\n    export {export};\n{gateway}  }};\n}}\n");
+            // `direct` above: every peer is on the shared segment, so next hops (iBGP ones too)
+            // resolve against the interface, with no IGP table needed.
+            text += &format!("  {channel} {{\n    import all;\n    export {export};\n  }};\n}}\n");
         }
         text
     }
@@ -115,7 +114,7 @@ impl Bird {
     pub fn wait_ready(&self) {
         wait_until(&format!("{} answers birdc", self.name()), WAIT, || {
             self.daemon.check_alive()?;
-            self.birdc(&["show", "status"]).map(|_| ())
+            Ok(self.birdc(&["show", "status"]).map(|_| ())?)
         });
     }
 
@@ -146,7 +145,7 @@ impl Bird {
             if out.lines().any(|l| l.starts_with(name) && l.contains("Established")) {
                 Ok(())
             } else {
-                Err(out.trim().to_string())
+                Err(out.trim().to_string().into())
             }
         })
     }
@@ -165,7 +164,7 @@ impl Speaker for Bird {
         parse_show_route_all(&self.birdc(&["show", "route", "all", "table", table])?)
     }
 
-    fn check_alive(&self) -> Result<(), String> {
+    fn check_alive(&self) -> Result<(), Dead> {
         self.daemon.check_alive()
     }
 }

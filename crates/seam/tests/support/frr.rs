@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{must, require_tool, run_in, wait_until, write_file, Daemon, Family, Host, IpNet, Route, Speaker, WAIT};
+use super::{Dead, must, require_tool, run_in, wait_until, write_file, Daemon, Family, Host, IpNet, Route, Speaker, WAIT};
 
 /// A `neighbor X remote-as Y` line (activated in the family of its address).
 #[derive(Clone, Debug)]
@@ -104,7 +104,7 @@ impl Frr {
             if dir.join("zserv.api").exists() {
                 Ok(())
             } else {
-                Err("no zserv.api yet".into())
+                Err(String::from("no zserv.api yet").into())
             }
         });
         let bgpd = Daemon::start("bgpd", host, common("bgpd"), Vec::new(), vec![dir.join("bgpd.log")]);
@@ -116,7 +116,7 @@ impl Frr {
     fn wait_ready(&self) {
         wait_until(&format!("{} answers vtysh", self.name()), WAIT, || {
             self.check_alive()?;
-            self.vtysh("show bgp summary json").map(|_| ())
+            Ok(self.vtysh("show bgp summary json").map(|_| ())?)
         });
     }
 
@@ -156,7 +156,7 @@ impl Frr {
             let doc: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
             match doc.get(peer.to_string()).and_then(|n| n.get("bgpState")).and_then(Value::as_str) {
                 Some("Established") => Ok(()),
-                other => Err(format!("bgpState {other:?}")),
+                other => Err(format!("bgpState {other:?}").into()),
             }
         })
     }
@@ -186,7 +186,7 @@ impl Speaker for Frr {
         Ok(routes)
     }
 
-    fn check_alive(&self) -> Result<(), String> {
+    fn check_alive(&self) -> Result<(), Dead> {
         self.zebra.check_alive()?;
         self.bgpd.check_alive()
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
 
-use super::{must, require_tool, run_in, wait_until, Daemon, Family, Host, IpNet, Route, Speaker, WAIT};
+use super::{Dead, must, require_tool, run_in, wait_until, Daemon, Family, Host, IpNet, Route, Speaker, WAIT};
 
 /// The gRPC API port; each speaker listens on its own namespace's loopback, so they can share it.
 pub const API_PORT: u16 = 50051;
@@ -119,7 +119,7 @@ impl ApiSpeaker {
         // Ready once the API answers.
         wait_until(&format!("{} serves its API", speaker.name()), WAIT, || {
             speaker.daemon.check_alive()?;
-            speaker.cli(&["global"]).map(|_| ())
+            Ok(speaker.cli(&["global"]).map(|_| ())?)
         });
         speaker
     }
@@ -161,8 +161,8 @@ impl ApiSpeaker {
             let rows = self.neighbors()?;
             match rows.iter().find(|r| r.address == address) {
                 Some(r) if r.state == "Establ" => Ok(()),
-                Some(r) => Err(format!("state is {}", r.state)),
-                None => Err(format!("not listed in {rows:?}")),
+                Some(r) => Err(format!("state is {}", r.state).into()),
+                None => Err(format!("not listed in {rows:?}").into()),
             }
         })
     }
@@ -233,7 +233,7 @@ impl Speaker for ApiSpeaker {
         parse_rib_json(&self.cli(&["-j", "global", "rib", "-a", afi])?)
     }
 
-    fn check_alive(&self) -> Result<(), String> {
+    fn check_alive(&self) -> Result<(), Dead> {
         self.daemon.check_alive()
     }
 }

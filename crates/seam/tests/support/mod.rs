@@ -107,7 +107,7 @@ pub trait Speaker {
     fn routes(&self, family: Family) -> Result<Vec<Route>, String>;
     /// Fails when one of the speaker's processes has exited, so a wait stops early with the
     /// reason instead of timing out.
-    fn check_alive(&self) -> Result<(), String>;
+    fn check_alive(&self) -> Result<(), Dead>;
 }
 
 fn family_of(prefix: &IpNet) -> Family {
@@ -130,7 +130,7 @@ pub fn wait_learned(
         let routes = speaker.routes(family_of(&prefix))?;
         let paths: Vec<&Route> = routes.iter().filter(|r| r.prefix == prefix && r.learned).collect();
         if paths.is_empty() {
-            return Err(format!("no learned path; table: {}", summary(&routes)));
+            return Err(format!("no learned path; table: {}", summary(&routes)).into());
         }
         let mut why = Vec::new();
         for path in paths {
@@ -139,7 +139,7 @@ pub fn wait_learned(
                 Err(e) => why.push(format!("{path}: {e}")),
             }
         }
-        Err(why.join("; "))
+        Err(why.join("; ").into())
     })
 }
 
@@ -150,7 +150,7 @@ pub fn wait_lost(speaker: &dyn Speaker, prefix: &str) {
         speaker.check_alive()?;
         let routes = speaker.routes(family_of(&prefix))?;
         match routes.iter().find(|r| r.prefix == prefix && r.learned) {
-            Some(r) => Err(format!("still has {r}")),
+            Some(r) => Err(format!("still has {r}").into()),
             None => Ok(()),
         }
     })
@@ -172,14 +172,45 @@ pub fn expect_eq<T: PartialEq + fmt::Debug>(what: &str, got: T, want: T) -> Resu
     }
 }
 
+/// A process the test relies on has exited: waiting longer cannot help.
+#[derive(Debug)]
+pub struct Dead(pub String);
+
+impl fmt::Display for Dead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a [`wait_until`] probe did not succeed: not yet (keep polling) or never (stop now).
+#[derive(Debug)]
+pub enum Poll {
+    NotYet(String),
+    Fatal(String),
+}
+
+impl From<String> for Poll {
+    fn from(why: String) -> Poll {
+        Poll::NotYet(why)
+    }
+}
+
+impl From<Dead> for Poll {
+    fn from(dead: Dead) -> Poll {
+        Poll::Fatal(dead.0)
+    }
+}
+
 /// Polls `probe` every [`POLL`] until it returns `Ok`, and panics after `timeout` with the
-/// last reason it gave. No fixed sleeps: tests are as fast as the daemons.
-pub fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+/// last reason it gave, or at once on [`Poll::Fatal`] (a daemon died). No fixed sleeps: tests
+/// are as fast as the daemons.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, Poll>) -> T {
     let start = Instant::now();
     loop {
         match probe() {
             Ok(v) => return v,
-            Err(last) => {
+            Err(Poll::Fatal(why)) => panic!("gave up waiting until {what}: {why}"),
+            Err(Poll::NotYet(last)) => {
                 if start.elapsed() >= timeout {
                     panic!("timed out after {:?} waiting until {what}: {last}", timeout);
                 }
@@ -337,7 +368,8 @@ impl Daemon {
     /// Starts `argv` in `host`'s namespace. `ip netns exec` execs the program, so the PID we
     /// hold is the daemon's own (every daemon here is run in the foreground).
     pub fn start(name: &str, host: &Host, argv: Vec<String>, env: Vec<(String, String)>, logs: Vec<PathBuf>) -> Daemon {
-        require_tool(&argv[0], &format!("providing {}", argv[0]));
+        // Callers check their tools with `require_tool` (naming the package); this catches the rest.
+        assert!(Path::new(&argv[0]).exists(), "{} is missing: cannot start {name}", argv[0]);
         let d = Daemon {
             name: format!("{name}@{}", host.v4),
             ns: host.ns.clone(),
@@ -386,19 +418,19 @@ impl Daemon {
     }
 
     /// Err with the exit status and the tail of stderr when the process has exited.
-    pub fn check_alive(&self) -> Result<(), String> {
+    pub fn check_alive(&self) -> Result<(), Dead> {
         let mut guard = self.child.borrow_mut();
         let Some(child) = guard.as_mut() else {
-            return Err(format!("{} is not running (killed by the test)", self.name));
+            return Err(Dead(format!("{} is not running (killed by the test)", self.name)));
         };
         match child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!(
+            Ok(Some(status)) => Err(Dead(format!(
                 "{} exited ({status}); stderr: {}",
                 self.name,
                 tail(&self.stderr, 20).trim()
-            )),
-            Err(e) => Err(format!("{}: {e}", self.name)),
+            ))),
+            Err(e) => Err(Dead(format!("{}: {e}", self.name))),
         }
     }
 
