@@ -6,6 +6,7 @@
 //! field path. Stored values are the v3 JSON form under [`key`].
 
 mod error;
+mod k8s;
 mod parse;
 mod selector;
 mod storage;
@@ -14,8 +15,9 @@ mod v1;
 mod validate;
 
 pub use error::ResourceError;
+pub use k8s::*;
 pub use parse::{parse_documents, to_json, to_yaml, API_VERSION};
-pub use selector::validate_selector;
+pub use selector::{validate_selector, Selector, SelectorError};
 pub use storage::{apply, delete, get, key, kind_prefix, ApplyOutcome, ApplySummary, KEY_PREFIX};
 pub use types::*;
 
