@@ -1,0 +1,29 @@
+//! Seam's Linux dataplane: everything that touches the kernel (network namespaces, netlink
+//! links/addresses/routes/neighbours, VXLAN, sysctls, nftables loading). The only Seam crate
+//! that needs root, and the only one with `unsafe` (in [`sys`], a handful of syscalls; the
+//! crate-level `deny` keeps it there).
+//!
+//! rtnetlink is pinned to one exact version and wrapped: no rtnetlink type appears in this
+//! crate's public API, so its frequent API breaks stay inside this crate.
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod links;
+pub mod netlink;
+pub mod netns;
+pub mod nft;
+pub mod probe;
+pub mod routes;
+pub mod sysctl;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use error::{Error, Result};
+pub use links::{Link, RemoteVtep, VethSpec, VxlanSpec};
+pub use netlink::{MacAddr, Netlink};
+pub use netns::NetNs;
+pub use probe::{ipip_supported, probe_ipip};
+pub use routes::{
+    plan as plan_routes, ReconcilePlan, ReconcileReport, Route, RouteKey, Scope, MAIN_TABLE,
+    SEAM_ROUTE_PROTOCOL,
+};
