@@ -8,6 +8,7 @@ SEAM_DEBIAN_PACKAGES=(
   podman runc containernetworking-plugins
   nftables iproute2 iperf3 iputils-ping procps
   protobuf-compiler libprotobuf-dev
+  busybox-static
 )
 
 seam_install_missing_packages() {

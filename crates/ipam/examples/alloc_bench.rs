@@ -188,7 +188,7 @@ async fn store_cas_runs(store: Arc<dyn Store>, o: &Opts, out: &mut Vec<Stats>) {
                 async move {
                     let mut rev = revs[t].lock().await;
                     let cond = rev.map(Condition::Revision).unwrap_or(Condition::Always);
-                    *rev = Some(s.put(&format!("/bench/floor/{t}"), vec![0u8; 64], cond).await.expect("cas"));
+                    *rev = Some(s.put(&format!("/bench/floor/{tasks}/{t}"), vec![0u8; 64], cond).await.expect("cas"));
                 }
             })
             .await,
@@ -207,7 +207,7 @@ async fn raw_etcd_runs(endpoint: &str, o: &Opts, out: &mut Vec<Stats>) {
                 let mut kv = client.kv_client();
                 let revs = revs.clone();
                 async move {
-                    let key = format!("/bench/raw/{t}");
+                    let key = format!("/bench/raw/{tasks}/{t}");
                     let mut rev = revs[t].lock().await;
                     // Compare the key's mod revision (0 = absent) and put: what one IPAM write costs at least.
                     let txn = Txn::new()

@@ -2,6 +2,14 @@
 //! the indexes (handles, affinities) and the resources (nodes, pools, workload endpoints),
 //! and repair what a crash or a deleted node left behind — each repair a CAS, so running GC
 //! alongside live allocators never takes an address someone holds.
+//!
+//! The snapshot is several reads at different revisions (blocks, then handles, then
+//! affinities), so it can show an operation half done: a release that freed its block but
+//! had not yet deleted its handle record looks like an unindexed allocation once the record
+//! is gone. So an index repair never trusts the snapshot: it re-reads the block and the
+//! record, writes with a CAS on what it read, and re-reads the block after every write,
+//! taking back (by CAS on its own revision) a record that turned out to index nothing. A
+//! release is never undone, and an allocation never left unindexed.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
@@ -14,7 +22,7 @@ use store::{Condition, Revision, Store};
 use crate::block::Block;
 use crate::inventory::{self, PoolInfo};
 use crate::keys::{self, decode, encode, AffinityRecord, HandleRecord};
-use crate::{cas_delete, cas_put, delete_if_present, read, unix, BlockInfo, IpamError};
+use crate::{backoff, cas_delete, cas_put, read, unix, BlockInfo, IpamError, MAX_RETRIES};
 
 /// `seam ipam show`: usage per pool and blocks per node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,12 +264,10 @@ impl Snapshot {
                 Some(node) if !self.nodes.contains_key(node) && !block.is_empty() => {
                     problems.push(Problem::OrphanBlock { block: block.cidr, node: node.clone(), used: block.used() });
                 }
-                Some(node) => {
-                    if !self.affinities.iter().any(|(_, a)| &a.node == node && a.block == block.cidr) {
-                        problems.push(Problem::MissingAffinity { node: node.clone(), block: block.cidr });
-                    }
+                Some(node) if !self.affinities.iter().any(|(_, a)| &a.node == node && a.block == block.cidr) => {
+                    problems.push(Problem::MissingAffinity { node: node.clone(), block: block.cidr });
                 }
-                None => {}
+                _ => {}
             }
             if block.is_empty() {
                 if let Some(reason) = self.releasable(block) {
@@ -282,6 +288,201 @@ impl Snapshot {
         }
         problems
     }
+}
+
+/// What [`reconcile_handle`] did to one handle record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HandleFix {
+    Unchanged,
+    /// The record now exists and lists blocks gc added to it.
+    Reindexed,
+    /// The record held nothing and is gone.
+    Deleted,
+}
+
+/// Does `handle` hold an address in `cidr` right now? (A fresh read: blocks are the truth.)
+async fn holds(store: &dyn Store, cidr: &IpNet, handle: &str) -> Result<bool, IpamError> {
+    Ok(read::<Block>(store, &keys::block_key(cidr))
+        .await?
+        .is_some_and(|(b, _)| b.allocations.values().any(|s| s.handle == handle)))
+}
+
+/// Bring one handle record in line with the blocks, for the blocks in `cidrs` that gc's
+/// snapshot saw disagreeing with it: list every block that holds the handle, and delete the
+/// record when it holds nothing and `deletable` (the revision the snapshot read it at, only
+/// given once it is older than the grace period) still matches.
+///
+/// Why not act on the snapshot directly: the store offers only single-key CAS, and gc reads
+/// blocks and handles at different moments. A release frees the block first and deletes the
+/// handle record last, so a snapshot taken across a release shows an allocation whose
+/// record is gone; writing the record back then undoes the release. Likewise an allocation
+/// that lands between the two reads shows a "record that holds nothing". So each pass here
+/// decides on the record and the blocks as they are now, and after every write it makes, the
+/// loop runs another pass that re-reads the blocks. A writer on the other side writes the block
+/// and then reads the record (release: frees, then deletes its record on the revision it read;
+/// allocate: takes, then confirms the record lists the block), so of any two racing operations
+/// at least one sees the other's write. A record gc created that turns out to index nothing is
+/// taken back with a CAS on the revision gc wrote; a record someone else wrote is never deleted
+/// unless it is the old, empty one the snapshot found. The loop ends on a pass with nothing to
+/// write.
+async fn reconcile_handle(
+    store: &dyn Store,
+    handle: &str,
+    mut cidrs: BTreeSet<IpNet>,
+    deletable: Option<Revision>,
+    node: &str,
+    now: u64,
+) -> Result<HandleFix, IpamError> {
+    let hkey = keys::handle_key(handle);
+    // The revision of a record gc created here (absent before): the only one it may take back.
+    let mut created: Option<Revision> = None;
+    let mut wrote = false;
+    let mut deleted_original = false;
+    let outcome = |wrote: bool, deleted: bool| match (wrote, deleted) {
+        (true, _) => HandleFix::Reindexed,
+        (false, true) => HandleFix::Deleted,
+        (false, false) => HandleFix::Unchanged,
+    };
+    for attempt in 0..MAX_RETRIES {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
+        let current = read::<HandleRecord>(store, &hkey).await?;
+        if let Some((rec, _)) = &current {
+            cidrs.extend(rec.blocks.iter().copied());
+        }
+        let mut held_now = BTreeSet::new();
+        for cidr in &cidrs {
+            if holds(store, cidr, handle).await? {
+                held_now.insert(*cidr);
+            }
+        }
+        match current {
+            Some((mut rec, rev)) => {
+                let unlisted: Vec<IpNet> = held_now.iter().filter(|c| !rec.blocks.contains(c)).copied().collect();
+                if !unlisted.is_empty() {
+                    rec.blocks.extend(unlisted);
+                    if let Some(w) = cas_put(store, &hkey, encode(&rec), Condition::Revision(rev)).await? {
+                        wrote = true;
+                        if created.is_some() {
+                            created = Some(w);
+                        }
+                    }
+                    continue;
+                }
+                if !held_now.is_empty() {
+                    return Ok(outcome(wrote, deleted_original));
+                }
+                let ours = created == Some(rev);
+                if !ours && deletable != Some(rev) {
+                    // Someone else's record (an allocation in flight writes it before the
+                    // block), or one that changed since the snapshot: not gc's to delete.
+                    return Ok(outcome(wrote, deleted_original));
+                }
+                if cas_delete(store, &hkey, Condition::Revision(rev)).await? {
+                    if ours {
+                        wrote = false;
+                        created = None;
+                    } else {
+                        deleted_original = true;
+                    }
+                }
+            }
+            None => {
+                if held_now.is_empty() {
+                    return Ok(outcome(wrote, deleted_original));
+                }
+                let rec = HandleRecord {
+                    handle: handle.to_string(),
+                    node: node.to_string(),
+                    blocks: held_now,
+                    created_at: now,
+                };
+                if let Some(w) = cas_put(store, &hkey, encode(&rec), Condition::Absent).await? {
+                    created = Some(w);
+                    wrote = true;
+                }
+            }
+        }
+    }
+    Err(IpamError::Contention { key: hkey })
+}
+
+/// What [`reconcile_affinity`] did to one affinity record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AffinityFix {
+    Unchanged,
+    /// The block is affine to the node and its missing record was written.
+    Restored,
+    /// The record pointed at a block that is gone or not the node's, and was deleted.
+    Deleted,
+}
+
+/// When an affinity record that points at nothing may be deleted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AffinityRemoval {
+    /// The caller just removed the block (or lost the claim): the record it first reads is
+    /// stale. A record rewritten after that (a new claim) is judged by age only.
+    pub first_seen: bool,
+    /// Delete records at least this many seconds old at `now`; None: never by age.
+    pub older_than: Option<u64>,
+}
+
+/// Bring the affinity record of (`node`, `cidr`) in line with the block, which is the truth:
+/// restore it when the block is affine to the node, delete it (as `stale` allows) when not.
+///
+/// Claims write the record, then create the block, then confirm the record (this function
+/// again); removals change the block, then drop the record here, and every write is followed
+/// by another pass that re-reads the block. Two racing parties each write one key and then
+/// read the other, so one of them always sees the other's write: a claim can no longer end
+/// with its block unlisted, nor a removal leave a record pointing at nothing. Deletes are a
+/// CAS on the revision read, so a record rewritten meanwhile (by a claim) survives.
+pub(crate) async fn reconcile_affinity(
+    store: &dyn Store,
+    node: &str,
+    cidr: &IpNet,
+    stale: AffinityRemoval,
+    now: u64,
+) -> Result<AffinityFix, IpamError> {
+    let akey = keys::affinity_key(node, cidr);
+    let bkey = keys::block_key(cidr);
+    let mut first_rev: Option<Option<Revision>> = None;
+    let mut created: Option<Revision> = None;
+    let mut fix = AffinityFix::Unchanged;
+    for attempt in 0..MAX_RETRIES {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
+        let affine = read::<Block>(store, &bkey).await?.is_some_and(|(b, _)| b.affinity.as_deref() == Some(node));
+        let current = read::<AffinityRecord>(store, &akey).await?;
+        let first = *first_rev.get_or_insert(current.as_ref().map(|(_, rev)| *rev));
+        match current {
+            None if affine => {
+                let rec = AffinityRecord { node: node.to_string(), block: *cidr, created_at: now };
+                if let Some(w) = cas_put(store, &akey, encode(&rec), Condition::Absent).await? {
+                    created = Some(w);
+                    fix = AffinityFix::Restored;
+                }
+            }
+            Some((rec, rev)) if !affine => {
+                let ours = created == Some(rev);
+                let old = stale.older_than.is_some_and(|grace| now.saturating_sub(rec.created_at) >= grace);
+                if !(ours || old || (stale.first_seen && first == Some(rev))) {
+                    return Ok(fix);
+                }
+                if cas_delete(store, &akey, Condition::Revision(rev)).await? {
+                    if ours {
+                        created = None;
+                        fix = AffinityFix::Unchanged;
+                    } else {
+                        fix = AffinityFix::Deleted;
+                    }
+                }
+            }
+            _ => return Ok(fix),
+        }
+    }
+    Err(IpamError::Contention { key: akey })
 }
 
 pub(crate) async fn show(store: &dyn Store) -> Result<Report, IpamError> {
@@ -406,44 +607,36 @@ pub(crate) async fn gc(store: &dyn Store, grace: Duration, now: SystemTime) -> R
         }
     }
 
-    // 2. Index allocations release-by-handle would miss (live handles: leaks were freed).
+    // 2. Index allocations release-by-handle would miss (live handles: leaks were freed), and
+    // 3. delete handle records that hold nothing any more. Both decide on the blocks as they
+    // are when the record is written, not on the snapshot: a release may run between listing
+    // the blocks and listing the handles (see `reconcile_handle`).
     for (handle, cidrs) in &held {
-        let missing: Vec<IpNet> = match snap.handles.get(handle) {
+        let missing: BTreeSet<IpNet> = match snap.handles.get(handle) {
             Some((rec, _)) => cidrs.iter().filter(|c| !rec.blocks.contains(c)).copied().collect(),
-            None => cidrs.iter().copied().collect(),
+            None => cidrs.clone(),
         };
         if missing.is_empty() {
             continue;
         }
-        let hkey = keys::handle_key(handle);
-        loop {
-            let (mut rec, cond) = match read::<HandleRecord>(store, &hkey).await? {
-                Some((rec, rev)) => (rec, Condition::Revision(rev)),
-                None => {
-                    let node = snap
-                        .blocks
-                        .iter()
-                        .find(|(_, b, _)| cidrs.contains(&b.cidr))
-                        .and_then(|(_, b, _)| b.affinity.clone())
-                        .unwrap_or_default();
-                    let rec = HandleRecord { handle: handle.clone(), node, blocks: BTreeSet::new(), created_at: unix(now) };
-                    (rec, Condition::Absent)
-                }
-            };
-            rec.blocks.extend(missing.iter().copied());
-            if cas_put(store, &hkey, encode(&rec), cond).await?.is_some() {
-                report.reindexed_handles.push(handle.clone());
-                break;
-            }
+        let node = snap
+            .blocks
+            .iter()
+            .find(|(_, b, _)| cidrs.contains(&b.cidr))
+            .and_then(|(_, b, _)| b.affinity.clone())
+            .unwrap_or_default();
+        if reconcile_handle(store, handle, missing, None, &node, unix(now)).await? == HandleFix::Reindexed {
+            report.reindexed_handles.push(handle.clone());
         }
     }
-
-    // 3. Handle records that hold nothing any more.
     for (id, (rec, rev)) in &snap.handles {
-        if !held.contains_key(id) && unix(now).saturating_sub(rec.created_at) >= grace.as_secs() {
-            if cas_delete(store, &keys::handle_key(id), Condition::Revision(*rev)).await? {
-                report.deleted_handles.push(id.clone());
-            }
+        if held.contains_key(id) || unix(now).saturating_sub(rec.created_at) < grace.as_secs() {
+            continue;
+        }
+        match reconcile_handle(store, id, rec.blocks.clone(), Some(*rev), &rec.node, unix(now)).await? {
+            HandleFix::Deleted => report.deleted_handles.push(id.clone()),
+            HandleFix::Reindexed => report.reindexed_handles.push(id.clone()),
+            HandleFix::Unchanged => {}
         }
     }
 
@@ -452,7 +645,7 @@ pub(crate) async fn gc(store: &dyn Store, grace: Duration, now: SystemTime) -> R
         if block.is_empty() {
             if snap.releasable(block).is_some() && cas_delete(store, key, Condition::Revision(*rev)).await? {
                 if let Some(node) = &block.affinity {
-                    delete_if_present(store, &keys::affinity_key(node, &block.cidr)).await?;
+                    reconcile_affinity(store, node, &block.cidr, crate::REMOVED, unix(now)).await?;
                 }
                 report.deleted_blocks.push(block.cidr);
             }
@@ -464,31 +657,32 @@ pub(crate) async fn gc(store: &dyn Store, grace: Duration, now: SystemTime) -> R
                 b.affinity = None;
                 b.sequence += 1;
                 if cas_put(store, key, encode(&b), Condition::Revision(*rev)).await?.is_some() {
-                    delete_if_present(store, &keys::affinity_key(node, &block.cidr)).await?;
+                    reconcile_affinity(store, node, &block.cidr, crate::REMOVED, unix(now)).await?;
                     report.orphaned_blocks.push(block.cidr);
                 }
             }
-            Some(node) => {
-                if !snap.affinities.iter().any(|(_, a)| &a.node == node && a.block == block.cidr) {
-                    let rec = AffinityRecord { node: node.clone(), block: block.cidr, created_at: unix(now) };
-                    store.put(&keys::affinity_key(node, &block.cidr), encode(&rec), Condition::Absent).await.ok();
+            Some(node) if !snap.affinities.iter().any(|(_, a)| &a.node == node && a.block == block.cidr) => {
+                // Decided on the block as it is now: it may have been released or detached
+                // since the snapshot, and restoring its record then would point at nothing.
+                let keep = AffinityRemoval { first_seen: false, older_than: None };
+                if reconcile_affinity(store, node, &block.cidr, keep, unix(now)).await? == AffinityFix::Restored {
                     report.restored_affinities.push((node.clone(), block.cidr));
                 }
             }
-            None => {}
+            _ => {}
         }
     }
 
-    // 5. Affinity records that point at nothing (a claim that crashed or lost its race).
-    for (key, a) in &snap.affinities {
+    // 5. Affinity records that point at nothing (a claim that crashed or lost its race), once
+    // older than the grace period; a claim completing meanwhile rewrites the record (younger,
+    // another revision), and the block is re-read after the delete.
+    let aged = AffinityRemoval { first_seen: false, older_than: Some(grace.as_secs()) };
+    for (_, a) in &snap.affinities {
         let ok = snap.blocks.iter().any(|(_, b, _)| b.cidr == a.block && b.affinity.as_deref() == Some(&a.node));
-        if !ok && unix(now).saturating_sub(a.created_at) >= grace.as_secs() {
-            // Re-check the block right before deleting: a claim may have completed meanwhile.
-            let current = read::<Block>(store, &keys::block_key(&a.block)).await?;
-            if current.is_some_and(|(b, _)| b.affinity.as_deref() == Some(&a.node)) {
-                continue;
-            }
-            delete_if_present(store, key).await?;
+        if !ok
+            && unix(now).saturating_sub(a.created_at) >= grace.as_secs()
+            && reconcile_affinity(store, &a.node, &a.block, aged, unix(now)).await? == AffinityFix::Deleted
+        {
             report.deleted_affinities.push((a.node.clone(), a.block));
         }
     }

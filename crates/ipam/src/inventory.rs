@@ -10,7 +10,7 @@ use resources::{IPPoolSpec, Kind, Labels, Resource, ResourceError, WorkloadEndpo
 use store::Store;
 
 use crate::block::{validate_block_size, DEFAULT_V4_BLOCK, DEFAULT_V6_BLOCK};
-use crate::selector::Selector;
+use resources::Selector;
 use crate::IpamError;
 
 /// What allocation needs to know about one pool, validated.

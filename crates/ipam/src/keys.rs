@@ -69,7 +69,8 @@ pub struct HandleRecord {
     /// The node the allocation was made for.
     pub node: String,
     pub blocks: BTreeSet<IpNet>,
-    /// Unix seconds, so GC leaves a handle whose allocation is still in flight alone.
+    /// Unix seconds of the record's last write by an allocation (created, or a block added),
+    /// so GC leaves a handle whose allocation is still in flight alone.
     pub created_at: u64,
 }
 

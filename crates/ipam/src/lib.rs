@@ -12,7 +12,6 @@ pub mod audit;
 pub mod block;
 pub mod inventory;
 pub mod keys;
-pub mod selector;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -27,7 +26,12 @@ pub use audit::{CheckReport, GcReport, NodeBlocks, PoolUsage, Problem, Report};
 pub use block::Block;
 pub use inventory::PoolInfo;
 pub use keys::IpamConfig;
+use audit::AffinityRemoval;
 use keys::{decode, encode, AffinityRecord, HandleRecord};
+
+/// How removals (a deleted block, a lost claim, a released node) drop the affinity record:
+/// the record they find first is stale; one a new claim writes afterwards is kept.
+const REMOVED: AffinityRemoval = AffinityRemoval { first_seen: true, older_than: None };
 
 /// Well-known allocation attribute keys (what the CNI plugin records for each address).
 pub const ATTR_NAMESPACE: &str = "namespace";
@@ -243,15 +247,6 @@ async fn cas_delete(store: &dyn Store, key: &str, cond: Condition) -> Result<boo
     }
 }
 
-/// Unconditionally remove a key if present (index entries whose loss is harmless).
-async fn delete_if_present(store: &dyn Store, key: &str) -> Result<(), IpamError> {
-    match store.delete(key, Condition::Always).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_conflict(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Brief pause between CAS retries so losers do not spin in lock step with the winner.
 async fn backoff(attempt: usize) {
     if attempt < 3 {
@@ -283,6 +278,10 @@ pub(crate) fn validate_node(node: &str) -> Result<(), IpamError> {
 /// The block and handle state one allocation call carries between attempts.
 struct HandleState {
     record: Option<(HandleRecord, Revision)>,
+    /// The revision of the handle record as this call last wrote it. A record the call only
+    /// read (a retried ADD, or one gc re-created) may be deleted by a concurrent gc before the
+    /// block write lands, so it is read again after the block write; see `confirm_index`.
+    written: Option<Revision>,
 }
 
 impl Ipam {
@@ -337,7 +336,8 @@ impl Ipam {
         let config = self.config().await?;
         let pools = inventory::load_pools(store).await?;
 
-        let mut state = HandleState { record: read::<HandleRecord>(store, &keys::handle_key(&handle_id)).await? };
+        let mut state =
+            HandleState { record: read::<HandleRecord>(store, &keys::handle_key(&handle_id)).await?, written: None };
         // What the handle already holds (a retried CNI ADD, or a crash after the block write).
         let mut held: Vec<AllocatedIp> = Vec::new();
         if let Some((rec, _)) = &state.record {
@@ -495,9 +495,34 @@ impl Ipam {
         let Some(ip) = block.allocate(handle_id, &req.attributes, now) else { return Ok(None) };
         let key = keys::block_key(&block.cidr);
         match cas_put(&*self.store, &key, encode(&block), Condition::Revision(rev)).await? {
-            Some(_) => Ok(Some(AllocatedIp { ip, block: block.cidr, pool: block.pool })),
+            Some(_) => {
+                let listed_by_us = state.record.as_ref().is_some_and(|(_, r)| Some(*r) == state.written);
+                if !listed_by_us {
+                    self.confirm_index(req, handle_id, block.cidr, state).await?;
+                }
+                Ok(Some(AllocatedIp { ip, block: block.cidr, pool: block.pool }))
+            }
             None => Ok(None),
         }
+    }
+
+    /// After the block write, when the handle record that lists the block was read rather
+    /// than written by this call: read it again and re-index if it is gone or changed. gc
+    /// deletes a record that held nothing (or takes back one it wrote itself) and then re-reads
+    /// the blocks; writing the block and then reading the record here means that, however the
+    /// two interleave, one side sees the other and the new address never ends up unindexed.
+    async fn confirm_index(
+        &self,
+        req: &AllocationRequest,
+        handle_id: &str,
+        cidr: IpNet,
+        state: &mut HandleState,
+    ) -> Result<(), IpamError> {
+        state.record = read::<HandleRecord>(&*self.store, &keys::handle_key(handle_id)).await?;
+        if state.record.as_ref().is_some_and(|(rec, _)| rec.blocks.contains(&cidr)) {
+            return Ok(());
+        }
+        self.index_handle(req, handle_id, cidr, state).await
     }
 
     /// Make sure the handle record lists `cidr` before an address there is taken.
@@ -534,8 +559,13 @@ impl Ipam {
                 return Ok(());
             }
             rec.blocks.insert(cidr);
+            // An allocation is in flight on this record now: restart its grace period, so gc
+            // does not delete it as empty before the block write lands (which would leave the
+            // address unindexed, since a record this call wrote is not re-read afterwards).
+            rec.created_at = unix(self.now());
             if let Some(rev) = cas_put(&*self.store, &key, encode(&rec), cond).await? {
                 state.record = Some((rec, rev));
+                state.written = Some(rev);
                 return Ok(());
             }
             // Someone else touched the handle (a concurrent retry of the same ADD): re-read.
@@ -552,8 +582,15 @@ impl Ipam {
         let rec = AffinityRecord { node: node.to_string(), block: cidr, created_at: unix(self.now()) };
         store.put(&akey, encode(&rec), Condition::Always).await?;
         let block = Block::new(cidr, pool.cidr, Some(node.to_string()));
+        let now = unix(self.now());
         match cas_put(store, &keys::block_key(&cidr), encode(&block), Condition::Absent).await? {
-            Some(_) => Ok(true),
+            Some(_) => {
+                // A gc or release may have dropped the record between our two writes (it
+                // then re-reads the block; we re-read the record): put it back if so.
+                let keep = AffinityRemoval { first_seen: false, older_than: None };
+                audit::reconcile_affinity(store, node, &cidr, keep, now).await?;
+                Ok(true)
+            }
             None => {
                 // The range went to someone else: drop our index entry unless it now is ours.
                 if let Some((b, _)) = read::<Block>(store, &keys::block_key(&cidr)).await? {
@@ -561,7 +598,7 @@ impl Ipam {
                         return Ok(true);
                     }
                 }
-                delete_if_present(store, &akey).await?;
+                audit::reconcile_affinity(store, node, &cidr, REMOVED, now).await?;
                 Ok(false)
             }
         }
@@ -618,7 +655,7 @@ impl Ipam {
                 if block.affinity.is_none() || !pool_active {
                     if cas_delete(store, &bkey, Condition::Revision(rev)).await? {
                         if let Some(node) = &block.affinity {
-                            delete_if_present(store, &keys::affinity_key(node, cidr)).await?;
+                            audit::reconcile_affinity(store, node, cidr, REMOVED, unix(self.now())).await?;
                         }
                         return Ok(freed);
                     }
@@ -713,7 +750,7 @@ pub async fn release_node(store: &dyn Store, node: &str) -> Result<ReleaseSummar
                 }
             }
         }
-        delete_if_present(store, &keys::affinity_key(node, &cidr)).await?;
+        audit::reconcile_affinity(store, node, &cidr, REMOVED, unix(SystemTime::now())).await?;
     }
     Ok(summary)
 }

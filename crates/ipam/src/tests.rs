@@ -420,3 +420,418 @@ async fn concurrent_allocators_never_share_an_address() {
     assert!(check.is_clean(), "{:?}", check.problems);
     assert_eq!(check.allocations, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_running_alongside_allocators_takes_nothing_in_use() {
+    let (s, _d) = store().await;
+    seed_pools(&*s).await;
+    node(&*s, "k8s-1", "kubernetes").await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc_ipam = Ipam::new(s.clone());
+    let gc_done = done.clone();
+    let gc_task = tokio::spawn(async move {
+        let mut runs = 0;
+        while !gc_done.load(Ordering::SeqCst) {
+            // Young allocations are protected by the grace period, index entries by CAS.
+            let r = gc_ipam.gc(Duration::from_secs(3600), SystemTime::now()).await.unwrap();
+            assert!(r.released_ips.is_empty() && r.deleted_blocks.is_empty(), "{r:?}");
+            runs += 1;
+        }
+        runs
+    });
+    let mut tasks = Vec::new();
+    for t in 0..2 {
+        let ipam = Ipam::new(s.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..150 {
+                let c = format!("g{t}-{i}");
+                ipam.allocate(AllocationRequest::new("k8s-1", h(&c))).await.unwrap();
+                if i % 3 == 0 {
+                    assert_eq!(ipam.release(&h(&c)).await.unwrap().len(), 1);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(gc_task.await.unwrap() > 0);
+    let check = Ipam::new(s.clone()).check().await.unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems);
+    assert_eq!(check.allocations, 200);
+    assert_eq!(check.handles, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interleavings, driven deterministically: one operation runs over a store that stops it just
+// before a chosen call and runs another operation (on the unwrapped store) in that gap.
+
+/// Which store call an injected action runs before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    Get,
+    Put,
+    Delete,
+    List,
+}
+
+type Action = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One injected action: runs before the `nth` call of kind `call` on exactly `key` (the prefix,
+/// for a list).
+struct Trigger {
+    call: Call,
+    key: String,
+    remaining: usize,
+    action: Option<Action>,
+}
+
+/// A store that pauses the operation using it at chosen calls and runs another operation to
+/// completion there, so a race that needs one exact interleaving is reproduced every time
+/// instead of once in a few hundred runs.
+struct PausingStore {
+    inner: Arc<dyn Store>,
+    triggers: std::sync::Mutex<Vec<Trigger>>,
+}
+
+impl PausingStore {
+    fn new(inner: Arc<dyn Store>) -> PausingStore {
+        PausingStore { inner, triggers: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// Run `action` just before the `nth` (1-based) `call` on `key`.
+    fn before(self, call: Call, key: &str, nth: usize, action: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        self.triggers.lock().unwrap().push(Trigger { call, key: key.to_string(), remaining: nth, action: Some(Box::pin(action)) });
+        self
+    }
+
+    /// Triggers whose call never came (the test's interleaving did not happen).
+    fn unfired(&self) -> Vec<String> {
+        self.triggers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.action.is_some())
+            .map(|t| format!("{:?} {} (#{} to go)", t.call, t.key, t.remaining))
+            .collect()
+    }
+
+    async fn pause(&self, call: Call, key: &str) {
+        let due: Vec<Action> = {
+            let mut triggers = self.triggers.lock().unwrap();
+            let mut due = Vec::new();
+            for t in triggers.iter_mut().filter(|t| t.call == call && t.key == key && t.action.is_some()) {
+                t.remaining -= 1;
+                if t.remaining == 0 {
+                    due.extend(t.action.take());
+                }
+            }
+            due
+        };
+        for action in due {
+            action.await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PausingStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.pause(Call::Get, key).await;
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>, condition: Condition) -> Result<Revision, StoreError> {
+        self.pause(Call::Put, key).await;
+        self.inner.put(key, value, condition).await
+    }
+    async fn delete(&self, key: &str, condition: Condition) -> Result<Option<Revision>, StoreError> {
+        self.pause(Call::Delete, key).await;
+        self.inner.delete(key, condition).await
+    }
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError> {
+        self.pause(Call::List, prefix).await;
+        self.inner.list(prefix).await
+    }
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<store::WatchReceiver, StoreError> {
+        self.inner.watch(prefix, from).await
+    }
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.inner.compact(revision).await
+    }
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        self.inner.revision().await
+    }
+}
+
+/// Shared slot an injected action writes its result to.
+type Out<T> = Arc<std::sync::Mutex<Option<T>>>;
+
+fn out<T>() -> Out<T> {
+    Arc::new(std::sync::Mutex::new(None))
+}
+
+/// An action that releases `container` through `ipam` and records what it freed.
+fn releasing(ipam: &Ipam, container: &str, freed: &Out<Vec<IpAddr>>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (ipam, handle, freed) = (ipam.clone(), h(container), freed.clone());
+    async move {
+        let ips = ipam.release(&handle).await.unwrap();
+        *freed.lock().unwrap() = Some(ips);
+    }
+}
+
+/// The flaky `gc_running_alongside_allocators_takes_nothing_in_use`, pinned down: gc lists
+/// blocks (the handle still holds its address), the handle is released (block freed, record
+/// deleted), gc lists handles (no record) and took the allocation for an unindexed one,
+/// re-creating the record of a finished release.
+#[tokio::test]
+async fn gc_does_not_resurrect_a_handle_released_between_its_reads() {
+    // Either of gc's two passes over the handles may be the one the release slips before.
+    for nth in 1..=2 {
+        let (s, _d) = store().await;
+        seed_pools(&*s).await;
+        node(&*s, "k8s-1", "kubernetes").await;
+        let ipam = Ipam::new(s.clone());
+        let gone = ipam.allocate(AllocationRequest::new("k8s-1", h("gone"))).await.unwrap();
+        ipam.allocate(AllocationRequest::new("k8s-1", h("kept"))).await.unwrap();
+
+        let freed = out();
+        let paused = Arc::new(PausingStore::new(s.clone()).before(Call::List, keys::HANDLES, nth, releasing(&ipam, "gone", &freed)));
+        let report = Ipam::new(paused.clone()).gc(Duration::from_secs(3600), SystemTime::now()).await.unwrap();
+        assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+        assert_eq!(freed.lock().unwrap().take(), Some(vec![gone.ips[0].ip]));
+
+        assert!(report.reindexed_handles.is_empty(), "pass {nth}: {report:?}");
+        assert!(s.get(&keys::handle_key("gone.eth0")).await.unwrap().is_none(), "pass {nth}: gc re-created a released handle");
+        let check = ipam.clone().with_check_grace(Duration::ZERO).check().await.unwrap();
+        assert_eq!((check.allocations, check.handles), (1, 1), "pass {nth}: {:?}", check.problems);
+    }
+}
+
+/// gc listed the blocks (one still held an address), a release emptied the block of a
+/// disabled pool and so deleted it and its affinity, gc listed the affinities (none): gc must
+/// not write the affinity back for a block that no longer exists.
+#[tokio::test]
+async fn gc_does_not_restore_the_affinity_of_a_block_released_between_its_reads() {
+    for nth in 1..=2 {
+        let (s, _d) = store().await;
+        pool(&*s, "old", "10.0.0.0/24", json!({})).await;
+        node(&*s, "n1", "x").await;
+        let ipam = Ipam::new(s.clone());
+        let a = ipam.allocate(AllocationRequest::new("n1", h("last"))).await.unwrap();
+        pool(&*s, "old", "10.0.0.0/24", json!({"disabled": true})).await;
+
+        let freed = out();
+        let paused = Arc::new(PausingStore::new(s.clone()).before(Call::List, keys::AFFINITY, nth, releasing(&ipam, "last", &freed)));
+        let report = Ipam::new(paused.clone()).gc(Duration::from_secs(3600), SystemTime::now()).await.unwrap();
+        assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+        assert_eq!(freed.lock().unwrap().take(), Some(vec![a.ips[0].ip]));
+
+        assert!(report.restored_affinities.is_empty(), "pass {nth}: {report:?}");
+        assert!(s.list(keys::BLOCKS).await.unwrap().0.is_empty(), "the drained pool's block went back");
+        assert!(s.list(keys::AFFINITY).await.unwrap().0.is_empty(), "pass {nth}: affinity restored for a deleted block");
+        let check = ipam.clone().with_check_grace(Duration::ZERO).check().await.unwrap();
+        assert!(check.is_clean(), "pass {nth}: {:?}", check.problems);
+    }
+}
+
+/// gc found an affinity record with no block (a claim that looked crashed), re-read the block
+/// (absent), and the claim created it just before gc's delete: gc must notice and put the
+/// record back, or the node never sees its own block.
+#[tokio::test]
+async fn gc_puts_back_an_affinity_whose_claim_completed_during_the_delete() {
+    let (s, _d) = store().await;
+    seed_pools(&*s).await;
+    node(&*s, "k8s-1", "kubernetes").await;
+    let cidr = net("192.168.0.0/26");
+    let akey = keys::affinity_key("k8s-1", &cidr);
+    let rec = AffinityRecord { node: "k8s-1".into(), block: cidr, created_at: 0 };
+    s.put(&akey, encode(&rec), Condition::Absent).await.unwrap();
+
+    let finish_claim = {
+        let s = s.clone();
+        async move {
+            let block = Block::new(cidr, net("192.168.0.0/17"), Some("k8s-1".into()));
+            s.put(&keys::block_key(&cidr), encode(&block), Condition::Absent).await.unwrap();
+        }
+    };
+    let paused = Arc::new(PausingStore::new(s.clone()).before(Call::Delete, &akey, 1, finish_claim));
+    let report = Ipam::new(paused.clone()).gc(Duration::ZERO, SystemTime::now()).await.unwrap();
+    assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+    assert!(report.deleted_affinities.is_empty(), "{report:?}");
+
+    let ipam = Ipam::new(s.clone());
+    assert_eq!(ipam.node_blocks("k8s-1").await.unwrap().iter().map(|b| b.cidr).collect::<Vec<_>>(), vec![cidr]);
+    let check = ipam.with_check_grace(Duration::ZERO).check().await.unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems);
+}
+
+/// The claim's side of the same race: its affinity record is removed (by a gc or release that
+/// had not seen the block yet) between the claim's two writes. The claim re-reads the record
+/// after creating the block and restores it.
+#[tokio::test]
+async fn a_claim_restores_its_affinity_removed_between_its_writes() {
+    let (s, _d) = store().await;
+    seed_pools(&*s).await;
+    node(&*s, "k8s-1", "kubernetes").await;
+    let cidr = net("192.168.0.0/26");
+    let drop_record = {
+        let s = s.clone();
+        async move {
+            s.delete(&keys::affinity_key("k8s-1", &cidr), Condition::Always).await.unwrap();
+        }
+    };
+    let paused = Arc::new(PausingStore::new(s.clone()).before(Call::Put, &keys::block_key(&cidr), 1, drop_record));
+    let a = Ipam::new(paused.clone()).allocate(AllocationRequest::new("k8s-1", h("c1"))).await.unwrap();
+    assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+    assert_eq!(a.ips[0].block, cidr);
+
+    let ipam = Ipam::new(s.clone());
+    assert_eq!(ipam.node_blocks("k8s-1").await.unwrap().iter().map(|b| b.cidr).collect::<Vec<_>>(), vec![cidr]);
+    let check = ipam.check().await.unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems);
+}
+
+/// A retried ADD finds an old handle record that already lists the block, so it writes only
+/// the block. If gc deletes that record as empty just before the block write, the allocation
+/// would be unindexed (release by handle would miss it): allocate re-reads the record after
+/// the block write and indexes the address again.
+#[tokio::test]
+async fn allocate_reindexes_when_gc_deletes_the_old_record_it_reused() {
+    let (s, _d) = store().await;
+    seed_pools(&*s).await;
+    node(&*s, "k8s-1", "kubernetes").await;
+    let ipam = Ipam::new(s.clone());
+    let kept = ipam.allocate(AllocationRequest::new("k8s-1", h("kept"))).await.unwrap();
+    let cidr = kept.ips[0].block;
+    // An ADD that crashed after its handle record, long ago: the record holds nothing.
+    let rec = HandleRecord { handle: "retry.eth0".into(), node: "k8s-1".into(), blocks: [cidr].into(), created_at: 0 };
+    s.put(&keys::handle_key("retry.eth0"), encode(&rec), Condition::Absent).await.unwrap();
+
+    let gc_report = out();
+    let run_gc = {
+        let (ipam, gc_report) = (ipam.clone(), gc_report.clone());
+        async move {
+            let r = ipam.gc(Duration::from_secs(3600), SystemTime::now()).await.unwrap();
+            *gc_report.lock().unwrap() = Some(r);
+        }
+    };
+    let paused = Arc::new(PausingStore::new(s.clone()).before(Call::Put, &keys::block_key(&cidr), 1, run_gc));
+    let a = Ipam::new(paused.clone()).allocate(AllocationRequest::new("k8s-1", h("retry"))).await.unwrap();
+    assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+    let r = gc_report.lock().unwrap().take().unwrap();
+    assert_eq!(r.deleted_handles, vec!["retry.eth0".to_string()], "{r:?}");
+
+    let check = ipam.check().await.unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems);
+    assert_eq!((check.allocations, check.handles), (2, 2));
+    assert_eq!(ipam.release(&h("retry")).await.unwrap(), vec![a.ips[0].ip]);
+}
+
+/// gc found an old, empty handle record; a retried ADD reused it (writing only the block)
+/// right before gc's delete. gc re-reads the blocks after deleting and writes the record back.
+#[tokio::test]
+async fn gc_reindexes_an_allocation_that_reused_the_record_it_deleted() {
+    let (s, _d) = store().await;
+    seed_pools(&*s).await;
+    node(&*s, "k8s-1", "kubernetes").await;
+    let ipam = Ipam::new(s.clone());
+    let cidr = ipam.allocate(AllocationRequest::new("k8s-1", h("kept"))).await.unwrap().ips[0].block;
+    let hkey = keys::handle_key("retry.eth0");
+    let rec = HandleRecord { handle: "retry.eth0".into(), node: "k8s-1".into(), blocks: [cidr].into(), created_at: 0 };
+    s.put(&hkey, encode(&rec), Condition::Absent).await.unwrap();
+
+    let got = out();
+    let retry_add = {
+        let (ipam, got) = (ipam.clone(), got.clone());
+        async move {
+            let a = ipam.allocate(AllocationRequest::new("k8s-1", h("retry"))).await.unwrap();
+            *got.lock().unwrap() = Some(a);
+        }
+    };
+    let paused = Arc::new(PausingStore::new(s.clone()).before(Call::Delete, &hkey, 1, retry_add));
+    let report = Ipam::new(paused.clone()).gc(Duration::from_secs(3600), SystemTime::now()).await.unwrap();
+    assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+    assert!(report.deleted_handles.is_empty(), "{report:?}");
+
+    let check = ipam.check().await.unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems);
+    let a = got.lock().unwrap().take().unwrap();
+    assert_eq!(ipam.release(&h("retry")).await.unwrap(), vec![a.ips[0].ip]);
+}
+
+/// gc decides to index an allocation whose record is missing and writes the record; the
+/// handle was released again just before that write. gc's next pass re-reads the block, finds
+/// nothing, and takes back the record it wrote (CAS on its own revision).
+#[tokio::test]
+async fn gc_takes_back_a_record_it_wrote_for_a_release_that_beat_it() {
+    let (s, _d) = store().await;
+    seed_pools(&*s).await;
+    node(&*s, "k8s-1", "kubernetes").await;
+    let ipam = Ipam::new(s.clone());
+    ipam.allocate(AllocationRequest::new("k8s-1", h("kept"))).await.unwrap();
+    let first = ipam.allocate(AllocationRequest::new("k8s-1", h("flap"))).await.unwrap();
+    let cidr = first.ips[0].block;
+
+    let (freed1, freed2, again) = (out(), out(), out());
+    let re_add = {
+        let (ipam, again) = (ipam.clone(), again.clone());
+        async move {
+            let a = ipam.allocate(AllocationRequest::new("k8s-1", h("flap"))).await.unwrap();
+            *again.lock().unwrap() = Some(a);
+        }
+    };
+    let paused = Arc::new(
+        PausingStore::new(s.clone())
+            // Between gc's block and handle listings: the handle is released...
+            .before(Call::List, keys::HANDLES, 2, releasing(&ipam, "flap", &freed1))
+            // ...added again while gc checks the block (gc sees it held, record absent)...
+            .before(Call::Get, &keys::block_key(&cidr), 1, re_add)
+            // ...and released again just before gc writes the record.
+            .before(Call::Put, &keys::handle_key("flap.eth0"), 1, releasing(&ipam, "flap", &freed2)),
+    );
+    let report = Ipam::new(paused.clone()).gc(Duration::from_secs(3600), SystemTime::now()).await.unwrap();
+    assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+    let again = again.lock().unwrap().take().unwrap();
+    assert_eq!(freed1.lock().unwrap().take(), Some(vec![first.ips[0].ip]));
+    assert_eq!(freed2.lock().unwrap().take(), Some(vec![again.ips[0].ip]));
+
+    assert!(report.reindexed_handles.is_empty(), "{report:?}");
+    assert!(s.get(&keys::handle_key("flap.eth0")).await.unwrap().is_none(), "gc kept a record for a released handle");
+    let check = ipam.clone().with_check_grace(Duration::ZERO).check().await.unwrap();
+    assert_eq!((check.allocations, check.handles), (1, 1), "{:?}", check.problems);
+}
+
+/// A retried ADD adds a block to an old handle record (so it writes the record and does not
+/// re-read it afterwards); a gc running before the block write must not delete that record as
+/// an old empty one. Writing the record restarts its grace period.
+#[tokio::test]
+async fn gc_leaves_an_old_record_an_allocation_just_wrote_alone() {
+    let (s, _d) = store().await;
+    seed_pools(&*s).await;
+    node(&*s, "k8s-1", "kubernetes").await;
+    let ipam = Ipam::new(s.clone());
+    // Long ago this handle's ADD indexed a block it never got an address in (now gone).
+    let rec = HandleRecord { handle: "retry.eth0".into(), node: "k8s-1".into(), blocks: [net("192.168.5.0/26")].into(), created_at: 0 };
+    s.put(&keys::handle_key("retry.eth0"), encode(&rec), Condition::Absent).await.unwrap();
+
+    let gc_report = out();
+    let run_gc = {
+        let (ipam, gc_report) = (ipam.clone(), gc_report.clone());
+        async move {
+            let r = ipam.gc(Duration::from_secs(3600), SystemTime::now()).await.unwrap();
+            *gc_report.lock().unwrap() = Some(r);
+        }
+    };
+    // The first write to the block key is the claim; the second takes the address.
+    let bkey = keys::block_key(&net("192.168.0.0/26"));
+    let paused = Arc::new(PausingStore::new(s.clone()).before(Call::Put, &bkey, 2, run_gc));
+    let a = Ipam::new(paused.clone()).allocate(AllocationRequest::new("k8s-1", h("retry"))).await.unwrap();
+    assert!(paused.unfired().is_empty(), "{:?}", paused.unfired());
+    let r = gc_report.lock().unwrap().take().unwrap();
+    assert!(r.deleted_handles.is_empty(), "{r:?}");
+
+    let check = ipam.check().await.unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems);
+    assert_eq!(ipam.release(&h("retry")).await.unwrap(), vec![a.ips[0].ip]);
+}

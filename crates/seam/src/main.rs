@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module under `cli/` and exposes `Args` plus `run`.
 
 mod cli;
+mod lab;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,14 @@ enum Command {
     Bgp(cli::bgp::Args),
     /// IP address management: show usage, check for leaks, gc, allocate/release by hand.
     Ipam(cli::ipam::Args),
+    /// Serve one datastore to many processes over a Unix socket, or show a datastore's status.
+    Datastore(cli::datastore::Args),
+    /// The seed experiment in network namespaces: `seam lab` runs it; up/status/exec/env/down.
+    Lab(cli::lab::Args),
+    /// Run the node agent: register the node, peer over BGP, announce its blocks, install routes, serve seam-cni.
+    Agent(cli::agent::Args),
+    /// This node's state, as calicoctl node: `seam node status`.
+    Node(cli::node::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +49,10 @@ fn main() -> std::process::ExitCode {
         Command::Delete(args) => cli::resources::run_delete(args),
         Command::Bgp(args) => cli::bgp::run(args),
         Command::Ipam(args) => cli::ipam::run(args),
+        Command::Datastore(args) => cli::datastore::run(args),
+        Command::Lab(args) => cli::lab::run(args),
+        Command::Agent(args) => cli::agent::run(args),
+        Command::Node(args) => cli::node::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -10,11 +10,13 @@ use std::sync::Arc;
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod remote;
 mod spec;
 
 pub use embedded::EmbeddedStore;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdStore;
+pub use remote::{serve_unix, RemoteStore, StoreServer};
 pub use spec::DatastoreSpec;
 
 /// The environment variable every seam command reads when `--datastore` is not given.
@@ -32,11 +34,13 @@ pub fn default_spec() -> String {
     }
 }
 
-/// Opens the datastore named by `spec` (`file:PATH` or `etcd://HOST:PORT[,HOST:PORT...]`), so
-/// every command picks its backend at run time from the same option.
+/// Opens the datastore named by `spec` (`file:PATH`, `etcd://HOST:PORT[,HOST:PORT...]` or
+/// `unix:PATH`, a store server's socket), so every command picks its backend at run time from
+/// the same option.
 pub async fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
     match DatastoreSpec::parse(spec)? {
         DatastoreSpec::File(path) => Ok(Arc::new(EmbeddedStore::open(&path).await?)),
+        DatastoreSpec::Unix(path) => Ok(Arc::new(RemoteStore::connect(&path).await?)),
         #[cfg(feature = "etcd")]
         DatastoreSpec::Etcd(endpoints) => Ok(Arc::new(EtcdStore::connect(&endpoints).await?)),
         #[cfg(not(feature = "etcd"))]

@@ -13,10 +13,13 @@ pub enum DatastoreSpec {
     /// `etcd://HOST:PORT[,HOST:PORT...]`: etcd v3 cluster members, as `host:port` strings
     /// (IPv6 hosts keep their brackets).
     Etcd(Vec<String>),
+    /// `unix:PATH`: the socket of a store server (`seam datastore serve`) that owns the real
+    /// backend, so that many processes share one embedded file.
+    Unix(PathBuf),
 }
 
 impl DatastoreSpec {
-    /// Parses `file:PATH` or `etcd://HOST:PORT[,HOST:PORT...]`.
+    /// Parses `file:PATH`, `etcd://HOST:PORT[,HOST:PORT...]` or `unix:PATH`.
     pub fn parse(spec: &str) -> Result<DatastoreSpec, StoreError> {
         let invalid = |reason: String| StoreError::InvalidSpec {
             spec: spec.to_string(),
@@ -30,6 +33,15 @@ impl DatastoreSpec {
                 ));
             }
             return Ok(DatastoreSpec::File(PathBuf::from(path)));
+        }
+        if let Some(path) = trimmed.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(invalid(
+                    "empty path after `unix:` (expected unix:PATH of a store server socket)"
+                        .into(),
+                ));
+            }
+            return Ok(DatastoreSpec::Unix(PathBuf::from(path)));
         }
         if let Some(list) = trimmed.strip_prefix("etcd://") {
             if list.is_empty() {
@@ -52,7 +64,7 @@ impl DatastoreSpec {
         }
         let scheme = trimmed.split_once(':').map(|(s, _)| s).unwrap_or(trimmed);
         Err(invalid(format!(
-            "unknown datastore scheme {scheme:?} (expected file:PATH or etcd://HOST:PORT[,HOST:PORT...])"
+            "unknown datastore scheme {scheme:?} (expected file:PATH, etcd://HOST:PORT[,HOST:PORT...] or unix:PATH)"
         )))
     }
 }
@@ -124,6 +136,10 @@ mod tests {
                 "[::1]:12379".into()
             ])
         );
+        assert_eq!(
+            DatastoreSpec::parse("unix:/run/seam/store.sock").unwrap(),
+            DatastoreSpec::Unix("/run/seam/store.sock".into())
+        );
     }
 
     #[test]
@@ -141,6 +157,7 @@ mod tests {
         assert!(reason("etcd://[zz]:1").contains("not an IPv6"));
         assert!(reason("etcd://a:1,a:1").contains("listed twice"));
         assert!(reason("etcd://a b:1").contains("not a valid host"));
+        assert!(reason("unix:").contains("empty path after `unix:`"));
     }
 
     #[cfg(not(feature = "etcd"))]
