@@ -227,7 +227,9 @@ pub fn to_neighbor(me: &LocalNode, peer: &DesiredPeer, remote_port: u16) -> Neig
         families: vec![Family::IPV4_UNICAST],
         ebgp_multihop_ttl: None,
         auth_password: None,
-        graceful_restart: None,
+        // RFC 4724: a killed and restarted agent keeps its kernel routes, so its peers may keep
+        // its routes (stale) for up to 120 s instead of withdrawing them; we help them likewise.
+        graceful_restart: Some(bgpd::config::GracefulRestartConfig { restart_time: 120 }),
         add_paths_receive: false,
         add_paths_send_max: 0,
         dynamic: false,

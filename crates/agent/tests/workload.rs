@@ -259,6 +259,13 @@ async fn add_check_del_gc_on_a_real_kernel() {
             ok(m.handle(request(Command::Del, "c1", &p1, &k8s, Value::Null)).await);
             assert!(notified(&notify).await, "emptying a block must notify the agent");
             assert!(ipam.node_blocks(NODE).await.unwrap().iter().all(|b| b.used == 0));
+
+            // A new container in the same netns right after DEL (its veth may still be waiting
+            // for the batched deletion) gets its interface.
+            let r6 = ok(m.handle(request(Command::Add, "c6", &p1, &[], Value::Null)).await).unwrap();
+            assert!(ping(&pod1_ns, NODE_ADDR).await, "the new workload in pod1 cannot reach the node");
+            assert_eq!(r6["interfaces"][0]["name"], host_veth_name("c6", "eth0"));
+            ok(m.handle(request(Command::Del, "c6", &p1, &[], Value::Null)).await);
         })
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! CNI ADD/DEL latency of the real `seam-cni` binary (against `WorkloadManager::serve` on an
 //! embedded store) next to Debian's reference `ptp` + `host-local`, both run the same way
-//! (a process per call, from inside the same kind of "node" netns, plumbing a "pod" netns).
+//! (a process per call, from inside the same kind of "node" netns, each container in a fresh
+//! "pod" netns as a runtime gives every sandbox).
 //! Ignored by default (needs root, takes ~20 s); run it with
 //! `cargo test -p agent --test workload_bench -- --ignored --nocapture`.
 //! Targets from the issue: seam ADD p50 <= 5 ms and p99 <= 10 ms; seam DEL p50 <= 0.5x ptp's.
@@ -80,10 +81,14 @@ fn invoke(bin: &Path, env: &[(&str, &str)], stdin: &str) -> Duration {
     took
 }
 
-/// ADD then DEL of `ROUNDS` distinct containers into `pod`; returns (ADD, DEL) latencies.
-fn add_del_rounds(bin: &Path, conf: &str, pod: &str, cni_path: &str) -> (Vec<Duration>, Vec<Duration>) {
+/// ADD then DEL of `ROUNDS` distinct containers, each in a netns of its own (created and
+/// removed around it, untimed, as a runtime does per sandbox); returns (ADD, DEL) latencies.
+fn add_del_rounds(bin: &Path, conf: &str, role: &str, cni_path: &str) -> (Vec<Duration>, Vec<Duration>) {
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
     for i in 0..ROUNDS {
+        let sandbox = TestNs::new(role);
+        let path = sandbox.path();
+        let pod = path.as_str();
         let id = format!("bench{i}");
         let env = |cmd: &'static str| {
             vec![
@@ -97,6 +102,7 @@ fn add_del_rounds(bin: &Path, conf: &str, pod: &str, cni_path: &str) -> (Vec<Dur
         };
         adds.push(invoke(bin, &env("ADD"), conf));
         dels.push(invoke(bin, &env("DEL"), conf));
+        drop(sandbox);
     }
     (adds, dels)
 }
@@ -124,8 +130,6 @@ async fn cni_add_del_latency_against_ptp() {
         store.put(&key, serde_json::to_vec(&doc).unwrap(), Condition::Always).await.unwrap();
     }
     let node = TestNs::new("node");
-    let (seam_pod, ptp_pod) = (TestNs::new("pod"), TestNs::new("ptppod"));
-    let (seam_pod_path, ptp_pod_path) = (seam_pod.path(), ptp_pod.path());
     let sock = dir.path().join("agent.sock");
     let host_local_dir = dir.path().join("host-local");
 
@@ -155,8 +159,8 @@ async fn cni_add_del_latency_against_ptp() {
             // The processes are spawned from a blocking thread of this runtime, i.e. inside the
             // node netns, which is where ptp puts its host side.
             let (seam, ptp) = tokio::task::spawn_blocking(move || {
-                let seam = add_del_rounds(&seam_bin, &seam_conf, &seam_pod_path, "");
-                let ptp = add_del_rounds(&Path::new(REFERENCE_PLUGINS).join("ptp"), &ptp_conf, &ptp_pod_path, REFERENCE_PLUGINS);
+                let seam = add_del_rounds(&seam_bin, &seam_conf, "pod", "");
+                let ptp = add_del_rounds(&Path::new(REFERENCE_PLUGINS).join("ptp"), &ptp_conf, "ptppod", REFERENCE_PLUGINS);
                 (seam, ptp)
             })
             .await
