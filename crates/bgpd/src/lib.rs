@@ -4,4 +4,4 @@
 pub mod config;
 pub mod runtime;
 
-pub use runtime::{CoreControl, Daemon, RunOptions};
+pub use runtime::{CoreControl, Daemon, NeighborSync, RunOptions};

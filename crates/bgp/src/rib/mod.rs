@@ -8,6 +8,17 @@
 //! grouped by outbound attribute set. Resolving lazily means a prefix that flaps ten times before
 //! a slow peer drains is exported once, and the pending state per peer is one set of prefixes.
 //!
+//! Graceful Restart, helper side (RFC 4724 §4.2): when a session that negotiated it ends
+//! without a NOTIFICATION, `peer_down_graceful` keeps the peer's routes of the families it
+//! preserves, marked stale: they stay decision candidates and keep being advertised, and the
+//! peer's entry stays in the RIB without a session (not an export target). When the same
+//! neighbor comes back, `peer_up_restarting` revives that entry under the *same* `PeerId`, so
+//! every stale path keeps its identity (no re-keying of the Loc-RIB, no churn towards other
+//! peers, and the never-send-back rule keeps working for the new session). A re-announced
+//! route clears its stale mark; `end_of_rib` (the peer's End-of-RIB for a family) removes the
+//! routes of that family still stale, and `purge_stale` (the restart timer expired) removes
+//! all of them. The caller keeps the timers; the RIB only keeps the marks.
+//!
 //! Nothing here reads a clock or touches a socket: time comes in as `Instant` arguments.
 
 mod decision;
@@ -42,8 +53,10 @@ impl RibConfig {
     }
 }
 
-/// Handle of one established session inside the RIB. Never reused, so a late event for a
-/// session that went down cannot touch its successor.
+/// Handle of one established session inside the RIB. Never reused for another neighbor's
+/// session, so a late event for a session that went down cannot touch its successor. The one
+/// exception is explicit: `Rib::peer_up_restarting` gives a restarted session the id of the
+/// stale routes it takes over (RFC 4724), and the caller tells old and new sessions apart.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u32);
 
@@ -173,6 +186,8 @@ struct InRoute {
     attrs: Arc<PathAttributes>,
     since: Instant,
     accepted: bool,
+    /// Kept across a graceful restart of the peer and not re-announced yet (RFC 4724 §4.2).
+    stale: bool,
 }
 
 /// What we advertised (Adj-RIB-Out) or want to advertise (pending) for one prefix: the
@@ -202,6 +217,9 @@ type GroupKey = (usize, Family);
 struct Peer {
     info: PeerInfo,
     ebgp: bool,
+    /// A session is up. False while only stale routes are held after a graceful down: the
+    /// entry is then no export target and has nothing queued.
+    up: bool,
     /// Adj-RIB-In keyed by (prefix, ADD-PATH id or 0).
     adj_in: HashMap<(Prefix, u32), InRoute>,
     accepted: usize,
@@ -224,7 +242,19 @@ struct Peer {
 
 impl Peer {
     fn negotiated(&self, family: Family) -> bool {
-        self.info.families.contains(&family)
+        self.up && self.info.families.contains(&family)
+    }
+
+    /// Forget everything about the outbound side (the session that received it is gone).
+    fn clear_outbound(&mut self) {
+        self.adj_out.clear();
+        self.dirty.clear();
+        self.resend.clear();
+        self.want.clear();
+        self.groups.clear();
+        self.order.clear();
+        self.withdrawals.clear();
+        self.eor_pending.clear();
     }
 
     /// Record the resolved export of `prefix`, cancelling or replacing any earlier pending change.
@@ -398,14 +428,26 @@ impl Rib {
         &self.config
     }
 
-    /// The session's registration, if it is up.
+    /// The session's registration, if it is up or its routes are held stale after a graceful
+    /// down (the info is then that of the last session).
     pub fn peer_info(&self, peer: PeerId) -> Option<&PeerInfo> {
         self.peers.get(&peer).map(|p| &p.info)
     }
 
-    /// Sessions currently registered.
+    /// Sessions currently registered and up (entries only holding stale routes are left out).
     pub fn peers(&self) -> impl Iterator<Item = (PeerId, &PeerInfo)> {
-        self.peers.iter().map(|(id, p)| (*id, &p.info))
+        self.peers.iter().filter(|(_, p)| p.up).map(|(id, p)| (*id, &p.info))
+    }
+
+    /// Whether `peer` has a session up (false for unknown peers and for entries that only
+    /// hold stale routes).
+    pub fn is_up(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.up)
+    }
+
+    /// Adj-RIB-In entries of `peer` still marked stale (RFC 4724); 0 for an unknown peer.
+    pub fn stale_count(&self, peer: PeerId) -> usize {
+        self.peers.get(&peer).map_or(0, |p| p.adj_in.values().filter(|r| r.stale).count())
     }
 
     /// Session established: registers the peer and queues the whole eligible Loc-RIB for it,
@@ -420,6 +462,7 @@ impl Rib {
             self.loc.keys().filter(|p| families.contains(&Family::of_prefix(p))).copied().collect();
         let peer = Peer {
             ebgp: info.remote_as != self.config.local_as,
+            up: true,
             info,
             adj_in: HashMap::new(),
             accepted: 0,
@@ -452,11 +495,142 @@ impl Rib {
         self.outbound.sweep();
     }
 
+    /// Session went down without a NOTIFICATION and Graceful Restart applies (RFC 4724 §4.2):
+    /// the peer's Adj-RIB-In routes of `families` are kept, marked stale, and stay decision
+    /// candidates (nothing changes for other peers); routes of other families are removed as
+    /// `peer_down` would. The Adj-RIB-Out and pending queue are dropped (the new session gets
+    /// a full dump). The entry stays without a session until `peer_up_restarting`,
+    /// `purge_stale` or `peer_down`. Routes already stale from an earlier restart stay stale.
+    /// Returns the number of stale routes kept; when that is 0 the entry is removed, as by
+    /// `peer_down`. An unknown or already-down peer returns its current stale count.
+    pub fn peer_down_graceful(&mut self, peer: PeerId, families: &[Family]) -> usize {
+        let Some(state) = self.peers.get_mut(&peer) else { return 0 };
+        if !state.up {
+            return state.adj_in.values().filter(|r| r.stale).count();
+        }
+        state.up = false;
+        state.clear_outbound();
+        let mut kept = 0;
+        let mut dropped = Vec::new();
+        for ((prefix, path_id), route) in state.adj_in.iter_mut() {
+            if families.contains(&Family::of_prefix(prefix)) {
+                route.stale = true;
+                kept += 1;
+            } else {
+                dropped.push(Nlri { path_id: Some(*path_id), prefix: *prefix });
+            }
+        }
+        if kept == 0 {
+            self.peer_down(peer);
+            return 0;
+        }
+        for nlri in dropped {
+            self.withdraw_in(peer, &nlri);
+        }
+        self.outbound.sweep();
+        kept
+    }
+
+    /// A session came up for a neighbor whose routes are held stale under `stale_from`
+    /// (RFC 4724 §4.2): the entry is revived under the same id, which is returned, with the
+    /// new session's `info`; its stale routes stay stale until re-announced, End-of-RIB
+    /// (`end_of_rib`) or `purge_stale`. Stale routes of families the new session did not
+    /// negotiate are removed at once, and all of them when the session type changed between
+    /// iBGP and eBGP (they were imported under the other rules). The whole eligible Loc-RIB is
+    /// queued for the session, then End-of-RIB, as `peer_up` does. When `stale_from` is
+    /// unknown this is `peer_up`; when it is still up, it is first taken down gracefully for
+    /// all its families (a new connection replaced an Established one, RFC 4724 §4.2).
+    pub fn peer_up_restarting(&mut self, info: PeerInfo, stale_from: PeerId) -> PeerId {
+        let Some(state) = self.peers.get(&stale_from) else { return self.peer_up(info) };
+        if state.up {
+            let families = state.info.families.clone();
+            if self.peer_down_graceful(stale_from, &families) == 0 {
+                return self.peer_up(info);
+            }
+        }
+        let ebgp = info.remote_as != self.config.local_as;
+        let mut families = info.families.clone();
+        families.sort();
+        families.dedup();
+        let Some(state) = self.peers.get_mut(&stale_from) else { return self.peer_up(info) };
+        let type_changed = state.ebgp != ebgp;
+        let meta = SourceMeta { ebgp, client: info.route_reflector_client, router_id: info.remote_id };
+        let old_source = RouteSource::Peer(stale_from, state.info.address);
+        let new_source = RouteSource::Peer(stale_from, info.address);
+        let meta_changed = state.info.route_reflector_client != info.route_reflector_client
+            || state.info.remote_id != info.remote_id
+            || old_source != new_source;
+        let mut purge = Vec::new();
+        let mut retag = Vec::new();
+        for ((prefix, path_id), route) in &state.adj_in {
+            if type_changed || !families.contains(&Family::of_prefix(prefix)) {
+                purge.push(Nlri { path_id: Some(*path_id), prefix: *prefix });
+            } else if meta_changed && route.accepted {
+                retag.push((*prefix, *path_id));
+            }
+        }
+        state.ebgp = ebgp;
+        state.info = info;
+        state.up = true;
+        state.clear_outbound();
+        state.dirty = self.loc.keys().filter(|p| families.contains(&Family::of_prefix(p))).copied().collect();
+        state.eor_pending = families;
+        for nlri in purge {
+            self.withdraw_in(stale_from, &nlri);
+        }
+        // The decision uses the source's router id and client flag: refresh them in place.
+        for (prefix, path_id) in retag {
+            self.change_dest(prefix, |paths| {
+                for path in paths.iter_mut().filter(|p| p.source == old_source && p.path_id == path_id) {
+                    path.source = new_source;
+                    path.meta = meta;
+                }
+            });
+        }
+        stale_from
+    }
+
+    /// The peer's End-of-RIB for `family` (RFC 4724 §4.2): its routes of that family still
+    /// marked stale were not re-announced after the restart, so they are removed and the
+    /// resulting withdrawals queued. Returns how many were removed.
+    pub fn end_of_rib(&mut self, peer: PeerId, family: Family) -> usize {
+        self.purge_where(peer, |prefix| Family::of_prefix(prefix) == family)
+    }
+
+    /// The restart (or stale-routes) timer expired: every route of `peer` still stale is
+    /// removed. An entry without a session is then removed entirely. Returns how many routes
+    /// were removed.
+    pub fn purge_stale(&mut self, peer: PeerId) -> usize {
+        let removed = self.purge_where(peer, |_| true);
+        if self.peers.get(&peer).is_some_and(|p| !p.up) {
+            self.peer_down(peer);
+        }
+        removed
+    }
+
+    /// Remove `peer`'s stale Adj-RIB-In routes whose prefix matches `which`.
+    fn purge_where(&mut self, peer: PeerId, which: impl Fn(&Prefix) -> bool) -> usize {
+        let Some(state) = self.peers.get(&peer) else { return 0 };
+        let stale: Vec<Nlri> = state
+            .adj_in
+            .iter()
+            .filter(|((prefix, _), route)| route.stale && which(prefix))
+            .map(|((prefix, path_id), _)| Nlri { path_id: Some(*path_id), prefix: *prefix })
+            .collect();
+        for nlri in &stale {
+            self.withdraw_in(peer, nlri);
+        }
+        if !stale.is_empty() {
+            self.inbound.sweep();
+        }
+        stale.len()
+    }
+
     /// Process a received UPDATE (see the module docs). Announced routes failing an import
     /// check are treated as withdrawn (kept in the Adj-RIB-In, flagged, not candidates).
     pub fn apply_update(&mut self, peer: PeerId, update: &Update, now: Instant) -> UpdateStats {
         let mut stats = UpdateStats::default();
-        let Some(state) = self.peers.get(&peer) else {
+        let Some(state) = self.peers.get(&peer).filter(|p| p.up) else {
             stats.unknown_peer = true;
             return stats;
         };
@@ -732,17 +906,24 @@ impl Rib {
         let path_id = nlri.path_id.unwrap_or(0);
         let key = (nlri.prefix, path_id);
         let Some(state) = self.peers.get_mut(&peer) else { return false };
-        let previous = state.adj_in.get(&key).map(|r| (Arc::ptr_eq(&r.attrs, attrs), r.accepted));
+        let previous = state.adj_in.get_mut(&key).map(|r| {
+            let same = Arc::ptr_eq(&r.attrs, attrs) && r.accepted == accepted;
+            if same {
+                // Re-announced after a graceful restart: no longer stale.
+                r.stale = false;
+            }
+            (same, r.accepted)
+        });
         match previous {
             // A repeat of what we hold: nothing changes, the route keeps its age.
-            Some((true, was)) if was == accepted => return false,
+            Some((true, _)) => return false,
             Some((_, true)) => state.accepted -= 1,
             _ => {}
         }
         if accepted {
             state.accepted += 1;
         }
-        let old = state.adj_in.insert(key, InRoute { attrs: attrs.clone(), since: now, accepted });
+        let old = state.adj_in.insert(key, InRoute { attrs: attrs.clone(), since: now, accepted, stale: false });
         let changed = self.replace_candidate(nlri.prefix, source, meta, path_id, attrs, accepted, now);
         if let Some(old) = old {
             // After the Loc-RIB dropped its copy, so an unused set leaves the interner.

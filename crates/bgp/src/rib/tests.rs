@@ -783,3 +783,220 @@ fn max_updates_is_respected_across_families() {
     assert_eq!(withdrawn(&second), vec![pfx("2001:db8:1::/48")]);
     assert!(rib.next_updates(c2, 1).is_empty());
 }
+
+// ---------------------------------------------------------------- graceful restart (RFC 4724)
+
+/// Reflector with an observer client (peer 3, drained) and a restarting client (peer 2) that
+/// announced 192.0.2.0/24, 198.51.100.0/24 and 2001:db8::/32.
+fn gr_setup(now: Instant) -> (Rib, PeerId, PeerId) {
+    let mut rib = rib();
+    let a = rib.peer_up(ibgp(2, true));
+    let b = rib.peer_up(ibgp(3, true));
+    rib.apply_update(a, &announce(&["192.0.2.0/24", "198.51.100.0/24"], attrs("10.0.0.2", &[])), now);
+    let v6 = Update {
+        attributes: PathAttributes { origin: Some(Origin::Igp), ..Default::default() },
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: MpNextHop::Single(ip("2001:db8::2")),
+            nlri: vec![Nlri::from(pfx("2001:db8::/32"))],
+        }),
+        ..Default::default()
+    };
+    rib.apply_update(a, &v6, now);
+    assert_eq!(announced(&drain(&mut rib, b)).len(), 3);
+    drain(&mut rib, a);
+    rib.take_best_changes();
+    (rib, a, b)
+}
+
+fn source_is(rib: &Rib, prefix: &str, peer: PeerId) -> bool {
+    matches!(best_source(rib, prefix), Some(RouteSource::Peer(id, _)) if id == peer)
+}
+
+#[test]
+fn graceful_down_keeps_the_preserved_families_as_stale_candidates() {
+    let now = Instant::now();
+    let (mut rib, a, b) = gr_setup(now);
+    assert_eq!(rib.peer_down_graceful(a, &[Family::IPV4_UNICAST]), 2);
+    // IPv4 routes stay best and nothing is sent about them; IPv6 was not preserved.
+    assert!(source_is(&rib, "192.0.2.0/24", a));
+    assert!(source_is(&rib, "198.51.100.0/24", a));
+    assert!(best(&rib, "2001:db8::/32").is_none());
+    let out = drain(&mut rib, b);
+    assert_eq!(withdrawn(&out), vec![pfx("2001:db8::/32")]);
+    assert!(announced(&out).is_empty());
+    assert_eq!(rib.take_best_changes().into_iter().map(|(p, _)| p).collect::<Vec<_>>(), vec![pfx("2001:db8::/32")]);
+    assert_eq!(rib.stale_count(a), 2);
+    assert!(!rib.is_up(a));
+    assert!(rib.peer_info(a).is_some(), "the entry stays while stale routes are held");
+    assert_eq!(rib.peers().map(|(id, _)| id).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(rib.peer_counts(a), PeerCounts { received: 2, accepted: 2, advertised: 0 });
+    // No session: nothing is queued for it and its updates are refused.
+    let c = rib.peer_up(ibgp(4, true));
+    rib.apply_update(c, &announce(&["203.0.113.0/24"], attrs("10.0.0.4", &[])), now);
+    assert!(!rib.has_pending(a));
+    assert!(rib.next_updates(a, 10).is_empty());
+    assert!(rib.apply_update(a, &withdraw(&["192.0.2.0/24"]), now).unknown_peer);
+    assert!(source_is(&rib, "192.0.2.0/24", a));
+    // A later peer still receives the stale routes (helpers keep advertising them).
+    let got: Vec<Prefix> = announced(&drain(&mut rib, c)).into_iter().map(|(p, _)| p).collect();
+    assert!(got.contains(&pfx("192.0.2.0/24")) && got.contains(&pfx("198.51.100.0/24")), "{got:?}");
+}
+
+#[test]
+fn restarted_session_takes_over_and_end_of_rib_removes_what_was_not_reannounced() {
+    let now = Instant::now();
+    let later = now + Duration::from_secs(5);
+    let (mut rib, a, b) = gr_setup(now);
+    rib.peer_down_graceful(a, &[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    assert!(drain(&mut rib, b).is_empty(), "nothing changes for the others");
+    let c = rib.peer_up(ibgp(4, true));
+    rib.apply_update(c, &announce(&["203.0.113.0/24"], attrs("10.0.0.4", &[])), now);
+    drain(&mut rib, b);
+
+    let again = rib.peer_up_restarting(ibgp(2, true), a);
+    assert_eq!(again, a, "the stale routes' id is kept");
+    assert!(rib.is_up(a));
+    assert_eq!(rib.stale_count(a), 3);
+    // The new session gets the full table except its own (stale) routes, then End-of-RIB.
+    let dump = drain(&mut rib, a);
+    let got: Vec<Prefix> = announced(&dump).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(got, vec![pfx("203.0.113.0/24")]);
+    assert_eq!(dump.iter().filter(|u| u.as_end_of_rib().is_some()).count(), 2);
+
+    // Same attributes again: the mark goes, nothing is re-sent. New attributes: re-sent.
+    let s = rib.apply_update(a, &announce(&["192.0.2.0/24"], attrs("10.0.0.2", &[])), later);
+    assert_eq!(s.best_changed, 0);
+    assert_eq!(rib.stale_count(a), 2);
+    assert!(drain(&mut rib, b).is_empty());
+    assert_eq!(best(&rib, "192.0.2.0/24").unwrap().since, now, "an unchanged route keeps its age");
+
+    // End-of-RIB for IPv4 removes 198.51.100.0/24 (never re-announced) and only it.
+    assert_eq!(rib.end_of_rib(a, Family::IPV4_UNICAST), 1);
+    assert!(best(&rib, "198.51.100.0/24").is_none());
+    assert!(source_is(&rib, "192.0.2.0/24", a));
+    assert!(source_is(&rib, "2001:db8::/32", a), "IPv6 waits for its own End-of-RIB");
+    assert_eq!(withdrawn(&drain(&mut rib, b)), vec![pfx("198.51.100.0/24")]);
+    assert_eq!(rib.end_of_rib(a, Family::IPV4_UNICAST), 0, "a second End-of-RIB has nothing left");
+    assert_eq!(rib.end_of_rib(a, Family::IPV6_UNICAST), 1);
+    assert_eq!(withdrawn(&drain(&mut rib, b)), vec![pfx("2001:db8::/32")]);
+    assert_eq!(rib.stale_count(a), 0);
+    // The revived session behaves as any other: a withdrawal goes out.
+    rib.apply_update(a, &withdraw(&["192.0.2.0/24"]), later);
+    assert_eq!(withdrawn(&drain(&mut rib, b)), vec![pfx("192.0.2.0/24")]);
+}
+
+#[test]
+fn purge_stale_removes_the_routes_and_the_sessionless_entry() {
+    let now = Instant::now();
+    let (mut rib, a, b) = gr_setup(now);
+    rib.peer_down_graceful(a, &[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    assert_eq!(rib.purge_stale(a), 3);
+    let mut gone = withdrawn(&drain(&mut rib, b));
+    gone.sort();
+    assert_eq!(gone, vec![pfx("192.0.2.0/24"), pfx("198.51.100.0/24"), pfx("2001:db8::/32")]);
+    assert!(rib.peer_info(a).is_none());
+    assert_eq!(rib.prefix_count(), 0);
+    assert_eq!(rib.interner_counts().inbound, 0);
+    // Taking over an id that is gone is a plain peer_up.
+    let fresh = rib.peer_up_restarting(ibgp(2, true), a);
+    assert_ne!(fresh, a);
+    assert!(rib.is_up(fresh));
+}
+
+#[test]
+fn purge_stale_on_a_live_session_keeps_reannounced_routes() {
+    let now = Instant::now();
+    let (mut rib, a, b) = gr_setup(now);
+    rib.peer_down_graceful(a, &[Family::IPV4_UNICAST]);
+    drain(&mut rib, b);
+    rib.peer_up_restarting(ibgp(2, true), a);
+    rib.apply_update(a, &announce(&["198.51.100.0/24"], attrs("10.0.0.2", &[])), now);
+    // The stale-routes timer expired before End-of-RIB.
+    assert_eq!(rib.purge_stale(a), 1);
+    assert!(rib.is_up(a));
+    assert!(best(&rib, "192.0.2.0/24").is_none());
+    assert!(source_is(&rib, "198.51.100.0/24", a));
+    assert_eq!(withdrawn(&drain(&mut rib, b)), vec![pfx("192.0.2.0/24")]);
+}
+
+#[test]
+fn restart_drops_stale_routes_of_families_no_longer_negotiated() {
+    let now = Instant::now();
+    let (mut rib, a, b) = gr_setup(now);
+    rib.peer_down_graceful(a, &[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    let v4_only = PeerInfo { families: vec![Family::IPV4_UNICAST], ..ibgp(2, true) };
+    assert_eq!(rib.peer_up_restarting(v4_only, a), a);
+    assert!(best(&rib, "2001:db8::/32").is_none());
+    assert_eq!(rib.stale_count(a), 2);
+    assert_eq!(withdrawn(&drain(&mut rib, b)), vec![pfx("2001:db8::/32")]);
+}
+
+#[test]
+fn restart_as_ebgp_drops_every_stale_route() {
+    let now = Instant::now();
+    let (mut rib, a, b) = gr_setup(now);
+    rib.peer_down_graceful(a, &[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    rib.peer_up_restarting(ebgp(2, 65010), a);
+    assert_eq!(rib.stale_count(a), 0);
+    assert_eq!(rib.prefix_count(), 0);
+    assert_eq!(withdrawn(&drain(&mut rib, b)).len(), 3);
+}
+
+#[test]
+fn restart_with_a_new_router_id_reruns_the_decision() {
+    let now = Instant::now();
+    let mut rib = rib();
+    let a = rib.peer_up(ibgp(2, false)); // router id 1.1.1.2
+    let b = rib.peer_up(ibgp(3, false)); // router id 1.1.1.3
+    let c = rib.peer_up(ibgp(4, true));
+    rib.apply_update(a, &announce(&["192.0.2.0/24"], attrs("10.0.0.2", &[])), now);
+    rib.apply_update(b, &announce(&["192.0.2.0/24"], attrs("10.0.0.3", &[])), now);
+    assert!(source_is(&rib, "192.0.2.0/24", a));
+    rib.peer_down_graceful(a, &[Family::IPV4_UNICAST]);
+    assert!(source_is(&rib, "192.0.2.0/24", a), "the stale route still wins");
+    drain(&mut rib, c);
+    let renamed = PeerInfo { remote_id: v4("1.1.1.9"), ..ibgp(2, false) };
+    rib.peer_up_restarting(renamed, a);
+    assert!(source_is(&rib, "192.0.2.0/24", b), "lowest router id now is b's");
+    assert_eq!(announced(&drain(&mut rib, c))[0].1.next_hop, Some(ip("10.0.0.3")));
+}
+
+#[test]
+fn graceful_down_edge_cases() {
+    let now = Instant::now();
+    let (mut rib, a, b) = gr_setup(now);
+    // Nothing of the preserved families: a normal down.
+    let c = rib.peer_up(ibgp(4, true));
+    rib.apply_update(c, &announce(&["203.0.113.0/24"], attrs("10.0.0.4", &[])), now);
+    assert_eq!(rib.peer_down_graceful(c, &[Family::IPV6_UNICAST]), 0);
+    assert!(rib.peer_info(c).is_none());
+    assert!(best(&rib, "203.0.113.0/24").is_none());
+    // Twice is harmless; a hard down of a stale entry flushes it.
+    assert_eq!(rib.peer_down_graceful(a, &[Family::IPV4_UNICAST, Family::IPV6_UNICAST]), 3);
+    assert_eq!(rib.peer_down_graceful(a, &[Family::IPV4_UNICAST]), 3);
+    assert_eq!(rib.peer_down_graceful(PeerId(999), &[Family::IPV4_UNICAST]), 0);
+    drain(&mut rib, b);
+    rib.peer_down(a);
+    assert_eq!(withdrawn(&drain(&mut rib, b)).len(), 3);
+    assert_eq!(rib.prefix_count(), 0);
+}
+
+#[test]
+fn consecutive_restarts_keep_everything_stale() {
+    let now = Instant::now();
+    let (mut rib, a, b) = gr_setup(now);
+    rib.peer_down_graceful(a, &[Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    rib.peer_up_restarting(ibgp(2, true), a);
+    rib.apply_update(a, &announce(&["192.0.2.0/24"], attrs("10.0.0.2", &[])), now);
+    assert_eq!(rib.stale_count(a), 2);
+    // Down again before End-of-RIB: the re-announced route becomes stale too.
+    assert_eq!(rib.peer_down_graceful(a, &[Family::IPV4_UNICAST, Family::IPV6_UNICAST]), 3);
+    // A new connection replacing a live one: the live one goes down gracefully first.
+    rib.peer_up_restarting(ibgp(2, true), a);
+    rib.apply_update(a, &announce(&["192.0.2.0/24"], attrs("10.0.0.2", &[])), now);
+    assert_eq!(rib.peer_up_restarting(ibgp(2, true), a), a);
+    assert_eq!(rib.stale_count(a), 3);
+    assert_eq!(rib.end_of_rib(a, Family::IPV4_UNICAST), 2);
+    assert!(drain(&mut rib, b).iter().any(|u| !withdrawn(std::slice::from_ref(u)).is_empty()));
+}

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bgp::types::{Family, Prefix};
 use bgp::wire::PathAttributes;
@@ -24,6 +24,38 @@ pub(crate) enum ApiRequest {
     RemoveNeighbor { address: IpAddr, reply: oneshot::Sender<Result<(), ControlError>> },
     SetNeighbors { neighbors: Vec<Neighbor>, reply: oneshot::Sender<Result<NeighborChanges, ControlError>> },
     Subscribe(oneshot::Sender<mpsc::UnboundedReceiver<Vec<BestChange>>>),
+    SyncState(oneshot::Sender<Vec<NeighborSync>>),
+}
+
+/// Convergence of one neighbor, for embedders: the node agent waits until every established
+/// peer sent End-of-RIB for its families before it treats the routes it has as the full
+/// table (e.g. before removing kernel routes left over from its previous run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighborSync {
+    pub address: IpAddr,
+    /// A session is Established now.
+    pub established: bool,
+    /// Families negotiated on the current session (empty when none is up).
+    pub families: Vec<Family>,
+    /// Families whose End-of-RIB (RFC 4724 §2) the peer sent on the current session, sorted.
+    /// When it equals `families`, the peer's initial table has been received.
+    pub end_of_rib_received: Vec<Family>,
+    /// Routes from this neighbor held stale by Graceful Restart (0 when none).
+    pub stale_routes: usize,
+    /// When the stale routes are purged if nothing else removes them first.
+    pub stale_deadline: Option<Instant>,
+}
+
+impl NeighborSync {
+    /// The session is up and its End-of-RIB arrived for every negotiated family.
+    pub fn synced(&self) -> bool {
+        self.established && self.families.iter().all(|f| self.end_of_rib_received.contains(f))
+    }
+
+    /// Time left before the stale routes are purged, from `now`.
+    pub fn stale_time_left(&self, now: Instant) -> Option<Duration> {
+        self.stale_deadline.map(|deadline| deadline.saturating_duration_since(now))
+    }
 }
 
 /// One best-path change: the new best attributes, or None when no route is left. The node
@@ -87,6 +119,11 @@ impl CoreControl {
     /// were added, removed or changed.
     pub async fn set_neighbors(&self, neighbors: Vec<Neighbor>) -> Result<NeighborChanges, ControlError> {
         self.ask(|reply| ApiRequest::SetNeighbors { neighbors, reply }).await?
+    }
+
+    /// Per-neighbor session, End-of-RIB and stale-route state, sorted by address.
+    pub async fn neighbor_sync_state(&self) -> Result<Vec<NeighborSync>, ControlError> {
+        self.ask(ApiRequest::SyncState).await
     }
 
     /// Best-path changes as they happen; the first batch is the whole current table.
@@ -164,6 +201,9 @@ pub(crate) fn answer(core: &mut Core, request: ApiRequest, now: Instant) {
         }
         ApiRequest::Subscribe(reply) => {
             let _ = reply.send(core.subscribe());
+        }
+        ApiRequest::SyncState(reply) => {
+            let _ = reply.send(core.sync_state());
         }
     }
 }

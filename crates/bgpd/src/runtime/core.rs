@@ -1,10 +1,18 @@
 //! The core task: sole owner of the RIB and of the peer table. Peer tasks and the API talk to
 //! it with messages; it answers API queries, runs the decision process and feeds each peer's
 //! writer with encoded UPDATEs under a credit limit.
+//!
+//! Graceful Restart, helper side (RFC 4724 §4.2): when a session ends without a NOTIFICATION
+//! (connection lost, hold timer expired) and both sides advertised Graceful Restart, the
+//! neighbor's routes stay in the RIB marked stale (`StaleRoutes` on the peer entry) and a
+//! restart timer runs in this task's loop. When the neighbor is Established again, the new
+//! session takes the stale routes over (same RIB id); its End-of-RIB per family, or the
+//! stale-routes timer, removes whatever it did not re-announce. A dynamic neighbor's entry
+//! lives on while stale routes are held, so its reconnection finds them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,7 +45,9 @@ pub(crate) enum CoreEvent {
     },
     Update { peer: IpAddr, task: u64, generation: u64, update: Update },
     RouteRefresh { peer: IpAddr, task: u64, generation: u64, family: Family },
-    Down { peer: IpAddr, task: u64, generation: u64, reason: String },
+    /// The session ended. `graceful`: it ended without a NOTIFICATION or a stop (connection
+    /// lost, hold timer expired), so RFC 4724 helper mode may keep its routes.
+    Down { peer: IpAddr, task: u64, generation: u64, reason: String, graceful: bool },
     /// A writer drained below the credit limit.
     Writable { peer: IpAddr },
     Api(ApiRequest),
@@ -52,6 +62,25 @@ struct Live {
     codec: CodecContext,
     negotiated: Box<Negotiated>,
     local_address: IpAddr,
+    /// Families whose End-of-RIB the peer sent on this session (its initial table is in).
+    end_of_rib_received: Vec<Family>,
+}
+
+/// How long the routes still stale after a restarted peer came back wait for its End-of-RIB.
+/// RFC 4724 §4.2 leaves this "stale routes" time to the implementation; a peer that sends no
+/// End-of-RIB at all still gets its stale routes removed eventually.
+pub(crate) const STALE_ROUTES_TIME: Duration = Duration::from_secs(360);
+
+/// Routes of a neighbor held stale by RFC 4724 helper mode, and until when.
+#[derive(Clone, Debug)]
+pub(crate) struct StaleRoutes {
+    /// The RIB entry holding them (the same id is revived by the restarted session).
+    pub(crate) rib_id: PeerId,
+    /// Restart timer (session down) or stale-routes timer (session back, End-of-RIB awaited):
+    /// whatever is still stale then is purged.
+    pub(crate) deadline: Instant,
+    /// Families whose End-of-RIB will end the stale state.
+    pub(crate) families: Vec<Family>,
 }
 
 /// One neighbor as the core sees it.
@@ -68,6 +97,8 @@ pub(crate) struct Peer {
     /// When the session last came up or went down (the API's Up/Down column).
     pub(crate) since: Option<SystemTime>,
     live: Option<Live>,
+    /// Routes kept after a graceful down of this neighbor's session (RFC 4724 helper).
+    pub(crate) stale: Option<StaleRoutes>,
 }
 
 pub(crate) struct Core {
@@ -81,6 +112,8 @@ pub(crate) struct Core {
     subscribers: Vec<mpsc::UnboundedSender<Vec<BestChange>>>,
     /// Pairs an `Instant` with wall-clock time so RIB ages can be reported as timestamps.
     clock_origin: (Instant, SystemTime),
+    /// Set by `Daemon::abort`: peer tasks then end without sending anything (a simulated crash).
+    crashed: Arc<AtomicBool>,
 }
 
 impl Core {
@@ -101,7 +134,12 @@ impl Core {
         Ok(())
     }
 
-    pub(crate) fn new(config: Arc<Config>, events: mpsc::Sender<CoreEvent>, shutdown: watch::Receiver<bool>) -> Core {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        events: mpsc::Sender<CoreEvent>,
+        shutdown: watch::Receiver<bool>,
+        crashed: Arc<AtomicBool>,
+    ) -> Core {
         let global = &config.global;
         let rib = Rib::new(RibConfig {
             local_as: global.asn,
@@ -117,6 +155,7 @@ impl Core {
             next_task_id: 0,
             subscribers: Vec::new(),
             clock_origin: (Instant::now(), SystemTime::now()),
+            crashed,
         };
         for neighbor in &config.neighbors {
             core.spawn_peer(neighbor.clone(), false);
@@ -129,19 +168,21 @@ impl Core {
         let (commands, command_rx) = mpsc::channel(16);
         self.next_task_id += 1;
         let task_id = self.next_task_id;
-        let task = PeerTask::new(settings, task_id, self.events.clone(), command_rx, self.shutdown.clone());
+        let task = PeerTask::new(settings, task_id, self.events.clone(), command_rx, self.shutdown.clone(), self.crashed.clone());
         let task = tokio::spawn(task.run());
         let address = neighbor.address;
         let state = if neighbor.passive || dynamic { State::Active } else { State::Idle };
-        let peer = Peer { neighbor, dynamic, commands, task, task_id, state, since: None, live: None };
+        let peer = Peer { neighbor, dynamic, commands, task, task_id, state, since: None, live: None, stale: None };
         self.peers.insert(address, peer);
     }
 
-    /// Stop a peer's task (Cease with `subcode`) and forget it; its routes are withdrawn.
+    /// Stop a peer's task (Cease with `subcode`) and forget it; its routes (stale ones
+    /// included) are withdrawn.
     pub(crate) fn remove_peer(&mut self, address: IpAddr, subcode: u8) -> bool {
         let Some(entry) = self.peers.remove(&address) else { return false };
-        if let Some(live) = entry.live {
-            self.rib.peer_down(live.rib_id);
+        let rib_id = entry.live.map(|live| live.rib_id).or(entry.stale.map(|stale| stale.rib_id));
+        if let Some(rib_id) = rib_id {
+            self.rib.peer_down(rib_id);
         }
         let _ = entry.commands.try_send(PeerCommand::Stop { subcode });
         true
@@ -229,8 +270,14 @@ impl Core {
     pub(crate) async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
         let mut shutdown = self.shutdown.clone();
         loop {
+            let stale_deadline = self.peers.values().filter_map(|peer| peer.stale.as_ref().map(|s| s.deadline)).min();
             tokio::select! {
                 _ = super::stopped(&mut shutdown) => break,
+                _ = sleep_until_opt(stale_deadline), if stale_deadline.is_some() => {
+                    self.expire_stale(Instant::now());
+                    self.publish_best_changes();
+                    self.flush();
+                }
                 event = events.recv() => {
                     let Some(event) = event else { break };
                     self.handle(event);
@@ -268,7 +315,9 @@ impl Core {
             CoreEvent::Established { peer, task, generation, local_address, writer, in_flight, negotiated } => {
                 let Some(entry) = self.peers.get_mut(&peer).filter(|entry| entry.task_id == task) else { return };
                 if let Some(old) = entry.live.take() {
-                    self.rib.peer_down(old.rib_id);
+                    // A new session replaced one we had not seen end (RFC 4724 §4.2 treats
+                    // that as a restart of the peer).
+                    session_ended(&mut self.rib, entry, old, true, now);
                 }
                 let info = PeerInfo {
                     address: peer,
@@ -278,16 +327,31 @@ impl Core {
                     route_reflector_client: entry.neighbor.route_reflector_client,
                     families: negotiated.families.clone(),
                 };
-                let rib_id = self.rib.peer_up(info);
+                let rib_id = match entry.stale.take() {
+                    Some(stale) => take_over_stale(&mut self.rib, entry, stale, info, &negotiated, now),
+                    None => self.rib.peer_up(info),
+                };
                 entry.since = Some(SystemTime::now());
                 entry.state = State::Established;
                 let codec = negotiated.codec.clone();
-                entry.live = Some(Live { generation, rib_id, writer, in_flight, codec, negotiated, local_address });
+                entry.live = Some(Live {
+                    generation,
+                    rib_id,
+                    writer,
+                    in_flight,
+                    codec,
+                    negotiated,
+                    local_address,
+                    end_of_rib_received: Vec::new(),
+                });
             }
             CoreEvent::Update { peer, task, generation, update } => {
                 if let Some(live) = self.live(peer, task, generation) {
                     let rib_id = live.rib_id;
-                    self.rib.apply_update(rib_id, &update, now);
+                    let stats = self.rib.apply_update(rib_id, &update, now);
+                    if let Some(family) = stats.end_of_rib {
+                        self.end_of_rib_received(peer, family);
+                    }
                 }
             }
             CoreEvent::RouteRefresh { peer, task, generation, family } => {
@@ -296,16 +360,16 @@ impl Core {
                     self.rib.refresh(rib_id, family);
                 }
             }
-            CoreEvent::Down { peer, task, generation, reason } => {
+            CoreEvent::Down { peer, task, generation, reason, graceful } => {
                 let Some(entry) = self.peers.get_mut(&peer).filter(|entry| entry.task_id == task) else { return };
                 if entry.live.as_ref().is_some_and(|live| live.generation == generation) {
                     let live = entry.live.take().expect("checked");
-                    self.rib.peer_down(live.rib_id);
                     entry.since = Some(SystemTime::now());
-                    tracing::info!(%peer, %reason, "peer down, routes withdrawn");
+                    tracing::info!(%peer, %reason, "peer down");
+                    session_ended(&mut self.rib, entry, live, graceful, now);
                 }
-                if entry.dynamic {
-                    // Dynamic neighbors exist only while their session does.
+                if entry.dynamic && entry.stale.is_none() {
+                    // Dynamic neighbors exist only while their session (or its stale routes) do.
                     if let Some(entry) = self.peers.remove(&peer) {
                         let _ = entry.commands.try_send(PeerCommand::Stop { subcode: codes::cease_subcode::PEER_DECONFIGURED });
                     }
@@ -314,6 +378,68 @@ impl Core {
             CoreEvent::Writable { peer } => tracing::trace!(%peer, "writer has room again"),
             CoreEvent::Api(request) => control::answer(self, request, now),
         }
+    }
+
+    /// The peer sent End-of-RIB for `family` on its current session: record it for
+    /// `neighbor_sync_state`, and end the stale state of that family (RFC 4724 §4.2).
+    fn end_of_rib_received(&mut self, peer: IpAddr, family: Family) {
+        let Some(entry) = self.peers.get_mut(&peer) else { return };
+        let Some(live) = entry.live.as_mut() else { return };
+        if !live.end_of_rib_received.contains(&family) {
+            live.end_of_rib_received.push(family);
+        }
+        let rib_id = live.rib_id;
+        let Some(stale) = entry.stale.as_mut().filter(|stale| stale.rib_id == rib_id) else { return };
+        stale.families.retain(|f| *f != family);
+        let removed = self.rib.end_of_rib(rib_id, family);
+        tracing::info!(%peer, %family, removed, "End-of-RIB: stale routes not re-announced removed");
+        if stale.families.is_empty() || self.rib.stale_count(rib_id) == 0 {
+            entry.stale = None;
+        }
+    }
+
+    /// Restart / stale-routes timers that expired: purge what is still stale (RFC 4724 §4.2).
+    fn expire_stale(&mut self, now: Instant) {
+        let due: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.stale.as_ref().is_some_and(|stale| stale.deadline <= now))
+            .map(|(address, _)| *address)
+            .collect();
+        for address in due {
+            let Some(entry) = self.peers.get_mut(&address) else { continue };
+            let Some(stale) = entry.stale.take() else { continue };
+            let removed = self.rib.purge_stale(stale.rib_id);
+            tracing::info!(peer = %address, removed, "graceful restart timer expired: stale routes removed");
+            if entry.dynamic && entry.live.is_none() {
+                if let Some(entry) = self.peers.remove(&address) {
+                    let _ = entry.commands.try_send(PeerCommand::Stop { subcode: codes::cease_subcode::PEER_DECONFIGURED });
+                }
+            }
+        }
+    }
+
+    /// Per-neighbor convergence state for embedders (`CoreControl::neighbor_sync_state`).
+    pub(crate) fn sync_state(&self) -> Vec<control::NeighborSync> {
+        let mut list: Vec<control::NeighborSync> = self
+            .peers
+            .iter()
+            .map(|(address, peer)| {
+                let live = peer.live.as_ref();
+                let mut end_of_rib_received = live.map(|l| l.end_of_rib_received.clone()).unwrap_or_default();
+                end_of_rib_received.sort();
+                control::NeighborSync {
+                    address: *address,
+                    established: live.is_some(),
+                    families: live.map(|l| l.negotiated.families.clone()).unwrap_or_default(),
+                    end_of_rib_received,
+                    stale_routes: peer.stale.as_ref().map_or(0, |stale| self.rib.stale_count(stale.rib_id)),
+                    stale_deadline: peer.stale.as_ref().map(|stale| stale.deadline),
+                }
+            })
+            .collect();
+        list.sort_by_key(|n| n.address);
+        list
     }
 
     fn live(&self, peer: IpAddr, task: u64, generation: u64) -> Option<&Live> {
@@ -389,13 +515,97 @@ impl Core {
         peer_settings(&self.config, neighbor, dynamic).fsm
     }
 
+    /// The RIB entry of a neighbor: its session's, or the one holding its stale routes.
     pub(crate) fn peer_rib_id(&self, address: IpAddr) -> Option<PeerId> {
-        self.peers.get(&address)?.live.as_ref().map(|live| live.rib_id)
+        let peer = self.peers.get(&address)?;
+        peer.live.as_ref().map(|live| live.rib_id).or(peer.stale.as_ref().map(|stale| stale.rib_id))
     }
 
     pub(crate) fn peer_session(&self, address: IpAddr) -> Option<(&Negotiated, IpAddr)> {
         let live = self.peers.get(&address)?.live.as_ref()?;
         Some((&live.negotiated, live.local_address))
+    }
+}
+
+/// How long to keep a neighbor's routes after its session ended gracefully, and for which
+/// families, or `None` when RFC 4724 helper mode does not apply: we must have Graceful Restart
+/// configured for the neighbor (we advertised it), and the peer must have advertised it with a
+/// non-zero Restart Time and at least one family the session negotiated. The wait is the
+/// peer's Restart Time, capped by our configured one when that is non-zero.
+fn graceful_terms(neighbor: &Neighbor, negotiated: &Negotiated) -> Option<(Duration, Vec<Family>)> {
+    let ours = neighbor.graceful_restart.as_ref()?;
+    let theirs = negotiated.graceful_restart.as_ref()?;
+    if theirs.restart_time == 0 {
+        return None;
+    }
+    let seconds = if ours.restart_time > 0 { theirs.restart_time.min(ours.restart_time) } else { theirs.restart_time };
+    let families: Vec<Family> =
+        theirs.families.iter().map(|(family, _)| *family).filter(|family| negotiated.families.contains(family)).collect();
+    if families.is_empty() {
+        return None;
+    }
+    Some((Duration::from_secs(u64::from(seconds)), families))
+}
+
+/// A neighbor's session ended: keep its routes as stale when it ended gracefully and helper
+/// mode applies, withdraw them otherwise (also any still stale from an earlier restart).
+fn session_ended(rib: &mut Rib, entry: &mut Peer, live: Live, graceful: bool, now: Instant) {
+    let address = entry.neighbor.address;
+    let terms = if graceful { graceful_terms(&entry.neighbor, &live.negotiated) } else { None };
+    if let Some((restart_time, families)) = terms {
+        let kept = rib.peer_down_graceful(live.rib_id, &families);
+        if kept > 0 {
+            tracing::info!(peer = %address, kept, ?restart_time, "graceful restart: routes kept as stale");
+            entry.stale = Some(StaleRoutes { rib_id: live.rib_id, deadline: now + restart_time, families });
+            return;
+        }
+    } else {
+        rib.peer_down(live.rib_id);
+    }
+    entry.stale = None;
+    tracing::info!(peer = %address, "routes withdrawn");
+}
+
+/// The neighbor whose routes are held stale is Established again: the new session takes them
+/// over when it negotiated Graceful Restart again (and we still help); stale routes of
+/// families the new capability leaves out or whose Forwarding State bit is clear are removed
+/// at once (RFC 4724 §4.2); the rest wait for End-of-RIB or the stale-routes timer.
+fn take_over_stale(
+    rib: &mut Rib,
+    entry: &mut Peer,
+    stale: StaleRoutes,
+    info: PeerInfo,
+    negotiated: &Negotiated,
+    now: Instant,
+) -> PeerId {
+    let address = entry.neighbor.address;
+    let helping = entry.neighbor.graceful_restart.is_some();
+    let Some(theirs) = negotiated.graceful_restart.as_ref().filter(|_| helping) else {
+        tracing::info!(peer = %address, "restarted without graceful restart: stale routes withdrawn");
+        rib.peer_down(stale.rib_id);
+        return rib.peer_up(info);
+    };
+    let rib_id = rib.peer_up_restarting(info, stale.rib_id);
+    let mut waiting = Vec::new();
+    for family in stale.families {
+        let preserved = theirs.families.iter().any(|(f, forwarding)| *f == family && *forwarding);
+        if preserved && negotiated.families.contains(&family) {
+            waiting.push(family);
+        } else {
+            let removed = rib.end_of_rib(rib_id, family);
+            tracing::info!(peer = %address, %family, removed, "forwarding state not preserved: stale routes removed");
+        }
+    }
+    if !waiting.is_empty() && rib.stale_count(rib_id) > 0 {
+        entry.stale = Some(StaleRoutes { rib_id, deadline: now + STALE_ROUTES_TIME, families: waiting });
+    }
+    rib_id
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -416,8 +626,10 @@ fn peer_settings(config: &Config, neighbor: &Neighbor, dynamic: bool) -> PeerSet
             restarting: false,
             notification: false,
             restart_time: gr.restart_time,
-            // Seam does not keep forwarding state across its own restarts: F bit clear.
-            families: neighbor.families.iter().map(|family| (*family, false)).collect(),
+            // F bit set: Seam's forwarding state outlives the speaker process (the node agent
+            // leaves its kernel routes in place when it dies; a reflector forwards nothing), so
+            // after a restart helpers may keep using our routes until our End-of-RIB.
+            families: neighbor.families.iter().map(|family| (*family, true)).collect(),
         }),
         add_path: if neighbor.add_paths_receive {
             neighbor.families.iter().map(|&family| AddPathFamily { family, receive: true, send: false }).collect()

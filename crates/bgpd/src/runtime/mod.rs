@@ -18,6 +18,7 @@ mod listener;
 mod peer;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 
-pub use control::{BestChange, CoreControl, NeighborChanges};
+pub use control::{BestChange, CoreControl, NeighborChanges, NeighborSync};
 
 /// What `run` needs besides the config file.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +43,8 @@ pub struct Daemon {
     /// The addresses the BGP listener actually bound (useful with port 0 in tests).
     pub listen_addresses: Vec<SocketAddr>,
     api: Option<tokio::task::JoinHandle<()>>,
+    /// Shared with the core and peer tasks; see `abort`.
+    crashed: Arc<AtomicBool>,
 }
 
 impl Daemon {
@@ -72,7 +75,8 @@ impl Daemon {
 
         let (core_tx, core_rx) = mpsc::channel(4096);
         let control = CoreControl::new(core_tx.clone());
-        let core_task = core::Core::new(config.clone(), core_tx.clone(), shutdown_rx.clone());
+        let crashed = Arc::new(AtomicBool::new(false));
+        let core_task = core::Core::new(config.clone(), core_tx.clone(), shutdown_rx.clone(), crashed.clone());
         let core = tokio::spawn(core_task.run(core_rx));
         for listener in listeners {
             tokio::spawn(listener::accept_loop(listener, core_tx.clone(), shutdown_rx.clone()));
@@ -89,7 +93,7 @@ impl Daemon {
                 }
             })
         });
-        Ok(Daemon { shutdown, core, control, listen_addresses, api })
+        Ok(Daemon { shutdown, core, control, listen_addresses, api, crashed })
     }
 
     /// The in-process control handle (the same operations the gRPC API offers).
@@ -102,6 +106,20 @@ impl Daemon {
         let _ = self.shutdown.send(true);
         let _ = self.core.await;
         if let Some(api) = self.api {
+            let _ = api.await;
+        }
+    }
+
+    /// Simulate a crash (what SIGKILL does to a process): every task ends and every BGP
+    /// connection is closed by dropping its socket, without a Cease NOTIFICATION, so peers
+    /// see the connection die and may treat it as a graceful restart (RFC 4724). For tests
+    /// and fault drills; `stop` is the orderly shutdown.
+    pub async fn abort(self) {
+        self.crashed.store(true, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        let _ = self.core.await;
+        if let Some(api) = self.api {
+            api.abort();
             let _ = api.await;
         }
     }

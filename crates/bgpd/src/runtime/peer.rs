@@ -5,11 +5,11 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgp::fsm::{self, Action, CollisionWinner, Event, PeerConfig, Session, State};
+use bgp::fsm::{self, Action, CollisionWinner, DownReason, Event, PeerConfig, Session, State};
 use bgp::wire::{self, codes, CodecContext, Message, Notification};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,6 +114,8 @@ pub(crate) struct PeerTask {
     core: mpsc::Sender<CoreEvent>,
     commands: mpsc::Receiver<PeerCommand>,
     shutdown: watch::Receiver<bool>,
+    /// Set before shutdown by `Daemon::abort`: end without a NOTIFICATION, like a killed process.
+    crashed: Arc<AtomicBool>,
 }
 
 impl PeerTask {
@@ -123,6 +125,7 @@ impl PeerTask {
         core: mpsc::Sender<CoreEvent>,
         commands: mpsc::Receiver<PeerCommand>,
         shutdown: watch::Receiver<bool>,
+        crashed: Arc<AtomicBool>,
     ) -> PeerTask {
         let session = Session::new(settings.fsm.clone());
         PeerTask {
@@ -137,6 +140,7 @@ impl PeerTask {
             core,
             commands,
             shutdown,
+            crashed,
         }
     }
 
@@ -168,6 +172,12 @@ impl PeerTask {
                     _ = sleep_until_opt(deadline), if deadline.is_some() => Wakeup::Timer,
                 }
             };
+            if self.crashed.load(Ordering::Acquire) {
+                // Simulated crash (whatever woke us: the shutdown signal, or the core's command
+                // channel closing as the core exits): drop the connections, which the kernel
+                // closes, and send nothing.
+                return;
+            }
             match wakeup {
                 Wakeup::Shutdown => {
                     self.stop(codes::cease_subcode::ADMINISTRATIVE_SHUTDOWN).await;
@@ -218,7 +228,7 @@ impl PeerTask {
         if self.primary.session.state() == State::Established && subcode != codes::cease_subcode::ADMINISTRATIVE_SHUTDOWN {
             // A Cease other than the FSM's ManualStop one (e.g. peer de-configured).
             close_with_cease(&mut self.primary, subcode);
-            self.session_down("stopped").await;
+            self.session_down("stopped", false).await;
         } else {
             let actions = self.primary.session.process(Event::ManualStop, now);
             self.execute(Which::Primary, actions).await;
@@ -302,21 +312,33 @@ impl PeerTask {
     async fn on_read(&mut self, which: Which, read: io::Result<usize>) {
         let now = Instant::now().into_std();
         let address = self.settings.address;
-        let events = {
+        let mut which = which;
+        if matches!(read, Ok(0) | Err(_)) {
             let Some(slot) = self.slot(which) else { return };
-            let Some(connection) = slot.connection.as_mut() else { return };
-            match read {
-                Ok(0) | Err(_) => {
-                    slot.connection = None;
-                    vec![Event::TcpConnectionFails]
+            slot.connection = None;
+            let actions = slot.session.process(Event::TcpConnectionFails, now);
+            self.execute(which, actions).await;
+            return;
+        }
+        // One message at a time: the codec a message is decoded with can change with the
+        // message before it (the KEEPALIVE that establishes the session switches to the
+        // negotiated 4-octet AS / ADD-PATH codec, and UPDATEs often arrive in the same read).
+        loop {
+            let event = {
+                let Some(connection) = self.slot(which).and_then(|slot| slot.connection.as_mut()) else { return };
+                match connection.next_event(address) {
+                    Some(event) => event,
+                    None => return,
                 }
-                Ok(_) => connection.take_events(address),
-            }
-        };
-        for event in events {
+            };
+            let generation = self.generation;
             let Some(slot) = self.slot(which) else { return };
             let actions = slot.session.process(event, now);
             self.execute(which, actions).await;
+            if which == Which::Candidate && self.generation != generation {
+                // The candidate was established and promoted: its connection is the primary's.
+                which = Which::Primary;
+            }
         }
     }
 
@@ -389,7 +411,10 @@ impl PeerTask {
                     tracing::info!(peer = %self.settings.address, ?reason, ?which, "session down");
                     if which == Which::Primary {
                         if self.established {
-                            self.session_down(&format!("{reason:?}")).await;
+                            // RFC 4724: only a session lost without a NOTIFICATION (the
+                            // connection died, or the hold timer saw it dead) is a restart.
+                            let graceful = matches!(reason, DownReason::ConnectionClosed | DownReason::HoldTimerExpired);
+                            self.session_down(&reason.to_string(), graceful).await;
                         }
                         if self.primary.from_candidate {
                             self.rebuild_primary().await;
@@ -404,9 +429,15 @@ impl PeerTask {
         }
     }
 
-    async fn session_down(&mut self, reason: &str) {
+    async fn session_down(&mut self, reason: &str, graceful: bool) {
         self.established = false;
-        let event = CoreEvent::Down { peer: self.settings.address, task: self.task_id, generation: self.generation, reason: reason.to_string() };
+        let event = CoreEvent::Down {
+            peer: self.settings.address,
+            task: self.task_id,
+            generation: self.generation,
+            reason: reason.to_string(),
+            graceful,
+        };
         let _ = self.core.send(event).await;
     }
 
@@ -522,39 +553,37 @@ impl Connection {
         }
     }
 
-    /// Split complete messages off the buffer and decode them into FSM events.
-    fn take_events(&mut self, peer: IpAddr) -> Vec<Event> {
-        let mut events = Vec::new();
-        loop {
-            match wire::frame_length(&self.buffer) {
-                Ok(Some(length)) => {
-                    let frame = self.buffer.split_to(length);
-                    match wire::decode_message(&frame, &self.codec) {
-                        Ok(received) => {
-                            if let Some(issue) = &received.issues.treat_as_withdraw {
-                                tracing::warn!(%peer, ?issue, "malformed attribute: UPDATE treated as withdraw (RFC 7606)");
-                            }
-                            for issue in &received.issues.discarded {
-                                tracing::warn!(%peer, ?issue, "malformed attribute discarded (RFC 7606)");
-                            }
-                            events.push(Event::Message(received.message));
+    /// Split the next complete message off the buffer and decode it into an FSM event, with
+    /// the codec as it is now. `None` when no complete message is buffered. After a framing
+    /// or decoding error the rest of the buffer is discarded (the session is closing).
+    fn next_event(&mut self, peer: IpAddr) -> Option<Event> {
+        match wire::frame_length(&self.buffer) {
+            Ok(Some(length)) => {
+                let frame = self.buffer.split_to(length);
+                match wire::decode_message(&frame, &self.codec) {
+                    Ok(received) => {
+                        if let Some(issue) = &received.issues.treat_as_withdraw {
+                            tracing::warn!(%peer, ?issue, "malformed attribute: UPDATE treated as withdraw (RFC 7606)");
                         }
-                        Err(error) => {
-                            tracing::warn!(%peer, ?error, "malformed message");
-                            events.push(Event::DecodeError(error.notification));
-                            break;
+                        for issue in &received.issues.discarded {
+                            tracing::warn!(%peer, ?issue, "malformed attribute discarded (RFC 7606)");
                         }
+                        Some(Event::Message(received.message))
+                    }
+                    Err(error) => {
+                        tracing::warn!(%peer, ?error, "malformed message");
+                        self.buffer.clear();
+                        Some(Event::DecodeError(error.notification))
                     }
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(%peer, ?error, "bad message header");
-                    events.push(Event::DecodeError(error.notification));
-                    break;
-                }
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%peer, ?error, "bad message header");
+                self.buffer.clear();
+                Some(Event::DecodeError(error.notification))
             }
         }
-        events
     }
 }
 
