@@ -188,6 +188,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         config.resync_interval,
         stop_rx.clone(),
     )));
+    // Network policy: the table inet seam follows the store; CNI ADDs wait for their policy.
+    let policy = Arc::new(crate::policy::PolicySync::with_nft(&config.node));
+    tasks.push(tokio::spawn(policy.clone().run(store.clone(), config.resync_interval, stop_rx.clone())));
     if let Some(socket) = &config.cni_socket {
         tasks.push(tokio::spawn(cni_server(
             socket.clone(),
@@ -195,6 +198,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             store.clone(),
             ipam.clone(),
             blocks_changed.clone(),
+            policy.clone(),
             stop_rx.clone(),
         )));
     }
@@ -681,6 +685,7 @@ async fn cni_server(
     store: Arc<dyn Store>,
     ipam: Ipam,
     blocks_changed: Arc<Notify>,
+    policy: Arc<crate::policy::PolicySync>,
     mut stop: watch::Receiver<bool>,
 ) {
     let manager = Arc::new(crate::workload::WorkloadManager::new(crate::workload::WorkloadContext {
@@ -690,7 +695,8 @@ async fn cni_server(
         ipam,
         mtu: config.mtu,
         blocks_changed,
-    }));
+    })
+    .with_policy(policy));
     loop {
         let mut stop_serving = stop.clone();
         let result = manager.clone().serve(&socket, async move { stopped(&mut stop_serving).await }).await;

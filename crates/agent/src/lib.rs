@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod encap;
 pub mod origin;
 pub mod peering;
+pub mod policy;
 pub mod pools;
 pub mod registration;
 pub mod routes;

@@ -73,6 +73,9 @@ pub struct WorkloadManager {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Deletes the veths of answered DELs in batches.
     reaper: Arc<Reaper>,
+    /// Network policy: an ADD answers only once the endpoint's policy is loaded, a DEL
+    /// removes it. None: no enforcement (tests of the plumbing alone).
+    policy: Option<Arc<crate::policy::PolicySync>>,
 }
 
 /// The host-side veth name for an attachment: `seam` + the first 11 hex digits of a 64-bit
@@ -340,7 +343,27 @@ impl WorkloadManager {
             known_blocks: Mutex::new(BTreeSet::new()),
             locks: Mutex::new(HashMap::new()),
             reaper: Arc::new(Reaper::default()),
+            policy: None,
         }
+    }
+
+    /// Enforces network policy on this manager's endpoints through `policy`.
+    pub fn with_policy(mut self, policy: Arc<crate::policy::PolicySync>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Loads the new endpoint's policy (no-op without enforcement); an error fails the ADD,
+    /// so no workload runs without its policy.
+    async fn apply_policy(&self, wep: &WorkloadEndpoint) -> Result<(), CniError> {
+        let Some(policy) = &self.policy else { return Ok(()) };
+        policy.endpoint_added(wep).await.map(|_| ()).map_err(|e| {
+            let code = match e {
+                crate::policy::PolicySyncError::NotReady => codes::TRY_AGAIN_LATER,
+                _ => codes::SEAM_DATAPLANE,
+            };
+            CniError::new(code, format!("network policy for {}/{}", wep.namespace, wep.name)).with_details(e.to_string())
+        })
     }
 
     /// The context this manager was built with.
@@ -550,6 +573,7 @@ impl WorkloadManager {
 
         let wep = self.endpoint(req, &identity, &host_name, &ips);
         let wep_key = (wep.namespace.clone(), wep.name.clone());
+        let policy_wep = wep.clone();
         let outcome = match pair {
             Err(e) => Err(e),
             Ok(pair) => {
@@ -558,7 +582,9 @@ impl WorkloadManager {
                     resources::apply(&*self.ctx.store, vec![Resource::WorkloadEndpoint(wep)]),
                 );
                 match (routes, recorded) {
-                    (Ok(routes), Ok(_)) => Ok((pair, routes)),
+                    // The policy goes in before ADD answers: the runtime starts the workload
+                    // only afterwards, so nothing reaches it unfiltered.
+                    (Ok(routes), Ok(_)) => self.apply_policy(&policy_wep).await.map(|()| (pair, routes)),
                     (Err(e), _) => Err(e),
                     (_, Err(e)) => Err(resource_error("recording the WorkloadEndpoint", e)),
                 }
@@ -843,9 +869,15 @@ impl WorkloadManager {
 
     async fn delete_wep(&self, wep: &WorkloadEndpoint) -> Result<(), CniError> {
         match resources::delete(&*self.ctx.store, Kind::WorkloadEndpoint, Some(&wep.namespace), &wep.name).await {
-            Ok(_) | Err(ResourceError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(resource_error("deleting the WorkloadEndpoint", e)),
+            Ok(_) | Err(ResourceError::NotFound { .. }) => {}
+            Err(e) => return Err(resource_error("deleting the WorkloadEndpoint", e)),
         }
+        if let Some(policy) = &self.policy {
+            // A failure is logged by the sync and retried by its next change or resync; the
+            // endpoint's interface is going away anyway.
+            let _ = policy.endpoint_removed(&wep.namespace, &wep.name).await;
+        }
+        Ok(())
     }
 
     /// Every WorkloadEndpoint recorded for this node.

@@ -393,6 +393,18 @@ pub struct WorkloadEndpointSpec {
     pub profiles: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service_account_name: String,
+    /// Named container ports (Calico's `ports`), so policy rules can say `redis` for 6379.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<EndpointPort>,
+}
+
+/// One named port of a workload endpoint: what a policy's named port resolves to on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointPort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -78,7 +78,10 @@ pub fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
         (text, args.file.clone())
     };
     // Everything is parsed and validated before the datastore is even opened.
-    let docs = resources::parse_documents(&text, &source)?;
+    let docs = match k8s_network_policies(&text, &source)? {
+        Some(docs) => docs,
+        None => resources::parse_documents(&text, &source)?,
+    };
     if docs.is_empty() {
         anyhow::bail!("{source}: no resources found");
     }
@@ -99,6 +102,25 @@ pub fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
         println!("Successfully applied {} resource(s)", summary.results.len());
         Ok(())
     })
+}
+
+/// A file of Kubernetes `networking.k8s.io/v1` NetworkPolicies becomes the namespaced
+/// policies Seam enforces, each stored as `knp.default.<name>` (Calico's naming, so
+/// `seam delete networkpolicy knp.default.NAME -n NS` removes it). None: not such a file.
+fn k8s_network_policies(text: &str, source: &str) -> anyhow::Result<Option<Vec<Resource>>> {
+    if !text.contains("networking.k8s.io/") {
+        return Ok(None);
+    }
+    let Ok(policies) = resources::parse_k8s_network_policies(text, source) else { return Ok(None) };
+    if policies.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for p in &policies {
+        let converted = agent::policy::convert_k8s_policy(p).with_context(|| format!("{source}: NetworkPolicy {}/{}", p.namespace, p.name))?;
+        out.push(Resource::NetworkPolicy(converted));
+    }
+    Ok(Some(out))
 }
 
 pub fn run_get(args: GetArgs) -> anyhow::Result<()> {
