@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 seam_install_missing_packages
-cargo build --release --bin seam --bin seam-cni
+cargo build --release --features seam/etcd --bin seam --bin seam-cni
 exec target/release/seam lab "$@"

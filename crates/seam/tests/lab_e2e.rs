@@ -76,12 +76,19 @@ struct Lab {
 
 impl Lab {
     fn up() -> Lab {
+        Lab::up_with(&[])
+    }
+
+    /// `seam lab up` with extra options (e.g. `--datastore etcd://…`).
+    fn up_with(options: &[&str]) -> Lab {
         let turn = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let name = format!("seam-lab-t{}n{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let lab = Lab { run_dir: PathBuf::from("/run").join(&name), name, _turn: turn };
         let plugin = cni_plugin();
         let started = Instant::now();
-        lab.seam_lab(&["up", "--cni-plugin", plugin.to_str().unwrap()]);
+        let mut args = vec!["up", "--cni-plugin", plugin.to_str().unwrap()];
+        args.extend_from_slice(options);
+        lab.seam_lab(&args);
         eprintln!("lab {} up in {:.1} s", lab.name, started.elapsed().as_secs_f64());
         lab
     }
@@ -214,7 +221,7 @@ fn in_prefix(ip: Ipv4Addr, prefix: &str) -> bool {
 /// the reflector keeps the routes and shows in the node status.
 #[test]
 fn seed_lab_reachability_withdrawal_restart_and_outage() {
-    let lab = Lab::up();
+    let lab = Lab::up_with(&["--no-policy"]);
     let nginx = lab.ip("nginx");
     let client = lab.ip("client");
     assert!(in_prefix(nginx, "192.168.128.0/17"), "nginx on DC/OS got {nginx}, outside the DC/OS pool");
@@ -229,6 +236,13 @@ fn seed_lab_reachability_withdrawal_restart_and_outage() {
     assert!(via.contains("via 172.16.18.45"), "{via}");
     let via = wait_until("dcos-private2 routes to the client's block via k8s-worker1", WAIT, || lab.route_via("dcos-private2", client));
     assert!(via.contains("via 172.16.18.34"), "{via}");
+    // As in the seed, routes alone are not enough: the default profiles admit only traffic
+    // from the workload's own orchestrator's pool until the seed's policy is applied.
+    assert!(lab.ping("client", nginx).is_err(), "Kubernetes reached DC/OS before the seed's policy was applied");
+    let datastore = lab_env_datastore(&lab);
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-policy.yaml");
+    let (ok, out, err) = output(Command::new(SEAM).args(["apply", "-f", policy.to_str().unwrap()]).env("SEAM_DATASTORE", &datastore));
+    assert!(ok && out.contains("allow-all") && out.contains("calico-open"), "seam apply the seed's policy on the lab: {err}{out}");
     let page = wait_until("the Kubernetes pod fetches nginx's page", WAIT, || lab.wget("client", &format!("http://{nginx}/")));
     assert!(page.contains("Welcome to nginx on DC/OS"), "{page}");
     wait_until("nginx (DC/OS) pings the Kubernetes pod", WAIT, || lab.ping("nginx", client));
@@ -318,10 +332,10 @@ fn seed_lab_reachability_withdrawal_restart_and_outage() {
         100.0 * lost as f64 / sent as f64
     );
     assert!(sent >= 100, "the ping stream ended early: {summary}");
-    // The killed agent's own routes stay; what is lost is the reflector withdrawing its block
-    // from the other nodes while its session is down (no graceful-restart helper yet), so the
-    // gap is bounded by the restart plus a reconnect.
-    assert!(gap <= 3.0, "{gap:.2} s without replies during the agent restart: {summary}");
+    // The killed agent's own routes stay in its kernel, and the reflector (Graceful Restart
+    // helper) keeps advertising its block to the other nodes until it is back: no gap beyond
+    // scheduling noise. Without the helper the block is withdrawn until the agent reconnects.
+    assert!(lost <= 10, "{gap:.2} s without replies during the agent restart: {summary}");
     let page = wait_until("wget still works after the restart", WAIT, || lab.wget("client", &format!("http://{nginx}/")));
     assert!(page.contains("Welcome to nginx"));
 
@@ -337,7 +351,11 @@ fn seed_lab_reachability_withdrawal_restart_and_outage() {
         }
     });
     eprintln!("node status with the reflector and the store down:\n{status}");
-    std::thread::sleep(Duration::from_secs(3));
+    // A new workload cannot get an address without the store: the CNI error says why.
+    let (ok, out, err) = output(&mut lab.command(&["add-pod", "late", "--node", "k8s-worker2"]));
+    assert!(!ok, "a workload was attached without a store: {out}");
+    assert!(err.contains("store") && err.contains("unreachable"), "the CNI error does not name the store: {err}");
+    assert!(lab.status()["members"].as_array().unwrap().iter().all(|m| m["name"] != "late"), "the failed workload is forgotten");
     assert_eq!(lab.member("k8s-worker1")["process"], "running", "the agent survives the outage");
     lab.route_via("k8s-worker1", nginx).expect("routes stay while the reflector and store are down");
     lab.route_via("dcos-private2", client).expect("routes stay on the other side too");
@@ -402,27 +420,25 @@ fn podman_containers_on_lab_nodes_reach_each_other() {
     }
     std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox (package busybox-static)");
     std::fs::write(rootfs.join("www/index.html"), "hello from a podman container\n").unwrap();
-    // `seam lab podman NODE -- ARGS` runs `ip netns exec NODE podman --network-backend cni
-    // --runtime runc --cgroup-manager cgroupfs ARGS` with the lab's CNI config dir for that node
-    // (network `seam`, the node's agent socket) and podman storage under the run dir.
-    let podman = |node: &str, args: &[&str]| -> (bool, String, String) {
-        let mut full = vec!["podman", node, "--"];
+    // `seam lab podman NODE -- ARGS` runs `podman --network-backend cni --runtime runc
+    // --cgroup-manager cgroupfs ARGS` in NODE's network namespace, with the lab's CNI config dir
+    // for that node (network `seam`, the node's agent socket) and storage under the run dir.
+    let podman = |node: &str, entry: &[&str], args: &[&str]| -> (bool, String, String) {
+        let mut full = vec!["podman", node];
+        full.extend_from_slice(entry);
+        full.push("--");
         full.extend_from_slice(args);
         output(&mut lab.command(&full))
     };
     let rootfs_arg = rootfs.to_str().unwrap().to_string();
-    let run_args = |name: &str| -> Vec<String> {
-        ["run", "-d", "--name", name, "--network", "seam", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--rootfs", &rootfs_arg]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
-    // The server on DC/OS private agent 1.
-    let mut args = run_args("web");
-    args.extend(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"].map(String::from));
-    let (ok, _, err) = podman("dcos-private1", &args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+    // The server on DC/OS private agent 1 (detached, so entered with nsenter --net).
+    let mut args = vec!["run", "-d", "--name", "web", "--network", "seam"];
+    args.extend(limits);
+    args.extend(["--rootfs", &rootfs_arg, "/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]);
+    let (ok, _, err) = podman("dcos-private1", &[], &args);
     assert!(ok, "podman run on dcos-private1 failed: {err}");
-    let (ok, ip, err) = podman("dcos-private1", &["inspect", "-f", "{{.NetworkSettings.Networks.seam.IPAddress}}", "web"]);
+    let (ok, ip, err) = podman("dcos-private1", &[], &["inspect", "-f", "{{.NetworkSettings.Networks.seam.IPAddress}}", "web"]);
     assert!(ok, "podman inspect: {err}");
     let web: Ipv4Addr = ip.trim().parse().unwrap_or_else(|e| panic!("container address {ip:?}: {e}"));
     assert!(in_prefix(web, "192.168.128.0/17"), "a DC/OS node's container got {web}");
@@ -436,19 +452,24 @@ fn podman_containers_on_lab_nodes_reach_each_other() {
             Err(format!("rib: {rib:?}"))
         }
     });
-    // The client on Kubernetes worker 3 fetches from it.
-    let mut args = run_args("fetch");
-    args.retain(|a| a != "-d");
+    assert!(affine_blocks(&lab, "dcos-private1").contains(&block), "{block} is dcos-private1's block");
+    // The client on Kubernetes worker 3, exactly as the issue writes it: a foreground
+    // `ip netns exec NODE podman ... run --network seam` that prints its address and fetches.
     let url = format!("http://{web}:8080/");
-    args.extend(["/bin/busybox", "sh", "-c"].map(String::from));
-    args.push(format!("for i in 1 2 3 4 5 6 7 8 9 10; do busybox wget -q -O - {url} && exit 0; sleep 1; done; exit 1"));
-    let (ok, page, err) = podman("k8s-worker3", &args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-    assert!(ok, "the Kubernetes container could not fetch {url}: {err}{page}");
-    assert_eq!(page, "hello from a podman container\n");
-    for (node, name) in [("k8s-worker3", "fetch"), ("dcos-private1", "web")] {
-        let (ok, _, err) = podman(node, &["rm", "-f", "-t", "0", name]);
-        assert!(ok, "podman rm {name}: {err}");
-    }
+    let script = format!(
+        "busybox ip -4 -o addr show dev eth0; for i in 1 2 3 4 5 6 7 8 9 10; do busybox timeout 3 busybox wget -q -O - {url} && exit 0; sleep 1; done; exit 1"
+    );
+    let mut args = vec!["run", "--rm", "--name", "fetch", "--network", "seam"];
+    args.extend(limits);
+    args.extend(["--rootfs", &rootfs_arg, "/bin/busybox", "sh", "-c", &script]);
+    let (ok, out, err) = podman("k8s-worker3", &["--ip-netns-exec"], &args);
+    assert!(ok, "the Kubernetes container could not fetch {url}: {err}{out}");
+    let address = out.split_whitespace().find(|w| w.contains('/')).unwrap_or_else(|| panic!("no address printed: {out}"));
+    let fetcher: Ipv4Addr = address.split('/').next().unwrap().parse().unwrap_or_else(|e| panic!("{address}: {e}"));
+    assert!(in_prefix(fetcher, "192.168.0.0/17"), "a Kubernetes node's container got {fetcher}");
+    assert!(out.ends_with("hello from a podman container\n"), "{out}");
+    let (ok, _, err) = podman("dcos-private1", &[], &["rm", "-f", "-t", "0", "web"]);
+    assert!(ok, "podman rm web: {err}");
 }
 
 /// `seam lab` itself (the README's command): up, the seed's steps, a summary, down; exit 0.
@@ -474,4 +495,69 @@ fn seam_lab_runs_the_seed_experiment_and_cleans_up() {
     assert!(stdout.lines().any(|l| l.contains("192.168.") && l.contains("172.16.18.34")), "the client's block:\n{stdout}");
     assert!(stdout.contains("allow-all") || stdout.contains("GlobalNetworkPolicy"), "policy applied:\n{stdout}");
     assert!(stdout.contains("Welcome to nginx on DC/OS"), "the page:\n{stdout}");
+}
+
+/// One etcd member on loopback ports (Debian's etcd-server), for the lab's etcd mode.
+#[cfg(feature = "etcd")]
+struct Etcd {
+    child: std::process::Child,
+    client: String,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(feature = "etcd")]
+impl Etcd {
+    fn start() -> Etcd {
+        let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (format!("http://127.0.0.1:{}", free_port()), format!("http://127.0.0.1:{}", free_port()));
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("/usr/bin/etcd")
+            .args(["--name", "lab"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("lab={peer}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/bin/etcd (Debian package etcd-server)");
+        let etcd = Etcd { child, client: client.trim_start_matches("http://").to_string(), _dir: dir };
+        wait_until("etcd answers", WAIT, || {
+            let (ok, _, err) = output(Command::new("etcdctl").args(["--endpoints", &etcd.client, "endpoint", "health"]).env("ETCDCTL_API", "3"));
+            if ok {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        });
+        etcd
+    }
+}
+
+#[cfg(feature = "etcd")]
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--datastore etcd://…`: the store server fronts etcd; the agents, the CLI and the workloads
+/// work as with the embedded store, and the lab's resources are in etcd.
+#[cfg(feature = "etcd")]
+#[test]
+fn lab_on_etcd() {
+    let etcd = Etcd::start();
+    let spec = format!("etcd://{}", etcd.client);
+    let lab = Lab::up_with(&["--datastore", &spec]);
+    assert_eq!(lab.status()["backend"], spec.as_str());
+    let nginx = lab.ip("nginx");
+    let page = wait_until("the Kubernetes pod fetches nginx's page", WAIT, || lab.wget("client", &format!("http://{nginx}/")));
+    assert!(page.contains("Welcome to nginx on DC/OS"), "{page}");
+    let (ok, nodes, err) = output(Command::new(SEAM).args(["get", "nodes"]).env("SEAM_DATASTORE", &spec));
+    assert!(ok && nodes.contains("dcos-private2"), "the nodes are registered in etcd itself: {err}{nodes}");
+    drop(lab);
 }

@@ -41,6 +41,10 @@ pub struct UpArgs {
     /// The CNI plugin binary (default: `seam-cni` next to this `seam`).
     #[arg(long)]
     pub cni_plugin: Option<PathBuf>,
+    /// `up`: do not apply the seed's allow-all policy and calico-open profile, so the default
+    /// profiles block traffic between the orchestrators (as in the seed before its policy step).
+    #[arg(long)]
+    pub no_policy: bool,
 }
 
 /// The lab's subcommands.
@@ -84,6 +88,10 @@ pub enum LabCommand {
     /// `seam lab podman NODE -- run --network seam ...`.
     Podman {
         node: String,
+        /// Enter the node with `ip netns exec` instead of `nsenter --net` (one-shot foreground
+        /// runs only, e.g. `run --rm`: podman's container namespaces do not outlive it).
+        #[arg(long)]
+        ip_netns_exec: bool,
         /// podman's arguments (after its global options, which the lab sets).
         #[arg(last = true, required = true)]
         args: Vec<String>,
@@ -99,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => experiment(&args.name, &run_dir, &args.up, args.keep),
         Some(LabCommand::Up(up)) => {
             let up = merge(&args.up, &up);
-            let state = lab::up(&up_options(&args.name, &run_dir, &up)?, &mut |line| eprintln!("seam lab: {line}"))?;
+            let state = lab::up(&up_options(&args.name, &run_dir, &up, !up.no_policy)?, &mut |line| eprintln!("seam lab: {line}"))?;
             print!("{}", lab::status_table(&state));
             println!("\nThe lab is up. Try: seam lab status; seam lab exec client -- busybox wget -qO- http://{}/; eval \"$(seam lab env)\"; seam lab down", ip_of(&state, lab::NGINX.0)?);
             Ok(())
@@ -160,9 +168,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("{} {}", pod.name, pod.ip.map(|i| i.to_string()).unwrap_or_default());
             Ok(())
         }
-        Some(LabCommand::Podman { node, args }) => {
+        Some(LabCommand::Podman { node, ip_netns_exec, args }) => {
             let state = existing()?;
-            let status = lab::podman_command(&state, &node, &args)?.status().context("run podman")?;
+            let entry = if ip_netns_exec { lab::PodmanEntry::IpNetnsExec } else { lab::PodmanEntry::Nsenter };
+            let status = lab::podman_command(&state, &node, entry, &args)?.status().context("run podman")?;
             if status.success() {
                 Ok(())
             } else {
@@ -183,10 +192,11 @@ fn merge(outer: &UpArgs, inner: &UpArgs) -> UpArgs {
     UpArgs {
         datastore: inner.datastore.clone().or_else(|| outer.datastore.clone()),
         cni_plugin: inner.cni_plugin.clone().or_else(|| outer.cni_plugin.clone()),
+        no_policy: inner.no_policy || outer.no_policy,
     }
 }
 
-fn up_options(name: &str, run_dir: &std::path::Path, up: &UpArgs) -> anyhow::Result<UpOptions> {
+fn up_options(name: &str, run_dir: &std::path::Path, up: &UpArgs, policy: bool) -> anyhow::Result<UpOptions> {
     let seam = std::env::current_exe().context("cannot find the running seam binary")?;
     if let Some(ds) = &up.datastore {
         if !(ds.starts_with("etcd://") || ds.starts_with("file:")) {
@@ -197,7 +207,7 @@ fn up_options(name: &str, run_dir: &std::path::Path, up: &UpArgs) -> anyhow::Res
         Some(p) => p.clone(),
         None => seam.parent().map(|d| d.join("seam-cni")).ok_or_else(|| anyhow!("{} has no parent directory", seam.display()))?,
     };
-    Ok(UpOptions { name: name.to_string(), run_dir: run_dir.to_path_buf(), datastore: up.datastore.clone(), seam, cni_plugin })
+    Ok(UpOptions { name: name.to_string(), run_dir: run_dir.to_path_buf(), datastore: up.datastore.clone(), seam, cni_plugin, policy })
 }
 
 fn ip_of(state: &State, name: &str) -> anyhow::Result<IpAddr> {
@@ -221,7 +231,8 @@ fn heading(text: &str) {
 fn experiment(name: &str, run_dir: &std::path::Path, up: &UpArgs, keep: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     heading(&format!("Building lab {name}: underlay 172.16.18.0/24, route reflector 172.16.18.32, Kubernetes and DC/OS (AS {})", lab::AS));
-    let state = lab::up(&up_options(name, run_dir, up)?, &mut |line| println!("  {line}"))?;
+    // The seed's order: infrastructure and workloads, routes, then the policy, then wget.
+    let state = lab::up(&up_options(name, run_dir, up, false)?, &mut |line| println!("  {line}"))?;
     let result = steps(&state);
     heading("Summary");
     print!("{}", lab::status_table(&state));
@@ -271,9 +282,7 @@ fn steps(state: &State) -> anyhow::Result<String> {
     print!("{}", lab::routes(state, lab::CLIENT.1)?);
 
     heading("Applying the seed's policy: allow-all, then the calico-open profile");
-    for doc in lab::config::yaml_documents(lab::config::SEED_POLICY) {
-        print!("  {}", state.seam(None, &["apply", "-f", "-"], Some(&doc))?);
-    }
+    print!("{}", lab::apply_seed_policy(state)?);
 
     heading(&format!("wget http://{nginx}/ from the Kubernetes pod"));
     let page = lab::wget(state, lab::CLIENT.0, nginx, Duration::from_secs(30))?;

@@ -15,17 +15,22 @@ pub const SEED_CALICO: &str = include_str!("../../../../examples/seed-calico.yam
 /// `allow-all` then `calico-open` (applied one document at a time, in file order).
 pub const SEED_POLICY: &str = include_str!("../../../../examples/seed-policy.yaml");
 
-/// Timers the lab adds to every neighbor entry. GoBGP's defaults (and so the seed's) keep a
-/// reset session Idle for 30 s and retry connecting every 120 s, so a restarted agent would be
-/// refused for half a minute and its block withdrawn all that time; a lab is about watching
-/// restarts, so a reset session is ready again after one second and the reflector itself
-/// reconnects every second.
-pub const LAB_TIMERS: &str = "  [neighbors.timers.config]\n    connect-retry = 1\n    idle-hold-time-after-reset = 1\n";
+/// What the lab adds to every neighbor entry of the seed's template.
+///
+/// Timers: GoBGP's defaults (and so the seed's) keep a reset session Idle for 30 s and retry
+/// connecting every 120 s, so a restarted agent would be refused for half a minute; in the lab
+/// a reset session is ready again after one second and the reflector reconnects every second.
+///
+/// Graceful Restart (RFC 4724): the agents announce the capability; with it enabled here the
+/// reflector keeps a crashed agent's block (marked stale) and keeps advertising it to the other
+/// nodes until the agent is back and has re-announced, instead of withdrawing it at once. The
+/// seed's GoBGP did not do this; the lab shows agent restarts, so it does.
+pub const LAB_NEIGHBOR_EXTRA: &str = "  [neighbors.timers.config]\n    connect-retry = 1\n    idle-hold-time-after-reset = 1\n  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n";
 
 /// Renders the reflector's config: the template's global section, then its `[[neighbors]]`
 /// entry repeated for every node with the neighbor address replaced — "one neighbor entry for
 /// every node", as the seed describes its GoBGP setup — each followed by `extra` (e.g.
-/// [`LAB_TIMERS`]).
+/// [`LAB_NEIGHBOR_EXTRA`]).
 pub fn reflector_config(template: &str, nodes: &[Ipv4Addr], extra: &str) -> anyhow::Result<String> {
     let Some(start) = template.find("[[neighbors]]") else {
         bail!("{REFLECTOR_TEMPLATE_PATH}: no [[neighbors]] entry to use as the per-node template");
@@ -40,7 +45,7 @@ pub fn reflector_config(template: &str, nodes: &[Ipv4Addr], extra: &str) -> anyh
         .with_context(|| format!("{REFLECTOR_TEMPLATE_PATH}: the [[neighbors]] entry has no neighbor-address"))?;
     let indent: String = address_line.chars().take_while(|c| c.is_whitespace()).collect();
     let mut out = String::from(global.trim_end());
-    out.push_str("\n");
+    out.push('\n');
     for node in nodes {
         out.push('\n');
         out.push_str(&neighbor.replacen(address_line, &format!("{indent}neighbor-address = \"{node}\""), 1));
@@ -94,7 +99,7 @@ mod tests {
     #[test]
     fn reflector_config_has_one_neighbor_per_node_from_the_template() {
         let nodes: Vec<Ipv4Addr> = ["172.16.18.33", "172.16.18.44"].iter().map(|s| s.parse().unwrap()).collect();
-        let text = reflector_config(REFLECTOR_TEMPLATE, &nodes, LAB_TIMERS).unwrap();
+        let text = reflector_config(REFLECTOR_TEMPLATE, &nodes, LAB_NEIGHBOR_EXTRA).unwrap();
         assert_eq!(text.matches("[[neighbors]]").count(), 2);
         assert!(text.contains("neighbor-address = \"172.16.18.33\""));
         assert!(text.contains("neighbor-address = \"172.16.18.44\""));
@@ -106,11 +111,12 @@ mod tests {
         assert_eq!(text.matches("idle-hold-time-after-reset = 1").count(), 2);
         // What seam bgpd reads: eight neighbors, each a client with the short timers.
         let eight: Vec<Ipv4Addr> = (33..=40).map(|i| Ipv4Addr::new(172, 16, 18, i)).collect();
-        let text = reflector_config(REFLECTOR_TEMPLATE, &eight, LAB_TIMERS).unwrap();
+        let text = reflector_config(REFLECTOR_TEMPLATE, &eight, LAB_NEIGHBOR_EXTRA).unwrap();
         let router_ip = |var: &str| (var == "ROUTER_IP").then(|| "172.16.18.32".to_string());
         let config = bgpd::config::Config::from_toml_str(&text, "lab.toml", &router_ip).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.neighbors.len(), 8);
         assert!(config.neighbors.iter().all(|n| n.timers.idle_hold_time_after_reset == 1));
+        assert!(config.neighbors.iter().all(|n| n.graceful_restart.is_some()));
     }
 
     #[test]

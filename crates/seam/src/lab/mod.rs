@@ -183,6 +183,10 @@ pub struct UpOptions {
     pub datastore: Option<String>,
     pub seam: PathBuf,
     pub cni_plugin: PathBuf,
+    /// Apply the seed's `allow-all` policy and `calico-open` profile at the end of `up`.
+    /// Without them the default profiles admit only traffic from the workload's own
+    /// orchestrator's pool ("Calico's default policies block all traffic from outside the COE").
+    pub policy: bool,
 }
 
 impl State {
@@ -376,7 +380,14 @@ pub fn up(options: &UpOptions, log: &mut dyn FnMut(&str)) -> anyhow::Result<Stat
         members: Vec::new(),
     };
     state.save()?;
-    match build(&mut state, log) {
+    let built = build(&mut state, log).and_then(|()| {
+        if options.policy {
+            apply_seed_policy(&state)?;
+            log("applied examples/seed-policy.yaml: allow-all policy, then calico-open profile (the seed's order)");
+        }
+        Ok(())
+    });
+    match built {
         Ok(()) => Ok(state),
         Err(e) => {
             log(&format!("lab {} failed to come up; removing it", state.name));
@@ -443,7 +454,7 @@ fn build(state: &mut State, log: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     });
     let node_addresses: Vec<Ipv4Addr> = NODES.iter().map(|n| testbed::v4(n.index)).collect();
     let rr_config = rr_dir.join("route-reflector.toml");
-    fs::write(&rr_config, config::reflector_config(config::REFLECTOR_TEMPLATE, &node_addresses, config::LAB_TIMERS)?)
+    fs::write(&rr_config, config::reflector_config(config::REFLECTOR_TEMPLATE, &node_addresses, config::LAB_NEIGHBOR_EXTRA)?)
         .with_context(|| format!("write {}", rr_config.display()))?;
     let spec = DaemonSpec {
         name: "seam bgpd (route reflector)".into(),
@@ -501,6 +512,16 @@ fn build(state: &mut State, log: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     let client = add_pod(state, CLIENT.0, CLIENT.1)?;
     log(&format!("workload {} on {}: {}", client.name, CLIENT.1, display_ip(&client)));
     Ok(())
+}
+
+/// Applies the seed's `allow-all` policy, then its `calico-open` profile, one document at a
+/// time in the seed's order; returns what `seam apply` printed.
+pub fn apply_seed_policy(state: &State) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for doc in config::yaml_documents(config::SEED_POLICY) {
+        out.push_str(&state.seam(None, &["apply", "-f", "-"], Some(&doc)).context("apply examples/seed-policy.yaml")?);
+    }
+    Ok(out)
 }
 
 fn display_ip(m: &Member) -> String {
@@ -633,7 +654,17 @@ pub fn add_pod(state: &mut State, name: &str, node: &str) -> anyhow::Result<Memb
     state.members.push(member.clone());
     state.save()?;
     let config = config::cni_plugin_config(&state.agent_socket(node).display().to_string()).to_string();
-    let out = run_with_stdin(cni_command(state, "ADD", &member, node), Some(&config), &format!("seam-cni ADD {name} on {node}"))?;
+    let out = match run_with_stdin(cni_command(state, "ADD", &member, node), Some(&config), &format!("seam-cni ADD {name} on {node}")) {
+        Ok(out) => out,
+        Err(e) => {
+            // Nothing was attached: forget the workload again.
+            testbed::delete_namespace(&member.namespace)?;
+            state.namespaces.retain(|n| n != &member.namespace);
+            state.members.retain(|m| m.name != name);
+            state.save()?;
+            return Err(e);
+        }
+    };
     let result: serde_json::Value = serde_json::from_str(&out).with_context(|| format!("seam-cni ADD {name}: result is not JSON: {out:?}"))?;
     let address = result["ips"][0]["address"]
         .as_str()
@@ -735,21 +766,44 @@ pub fn cgroup_remount_script(mountinfo: &str) -> String {
     commands.join(" && ")
 }
 
-/// The podman command line for a lab node, as the issue writes it (`ip netns exec NODE podman
-/// --network-backend cni --runtime runc --cgroup-manager cgroupfs ...`), plus the lab's own
-/// storage (so the user's podman is untouched and `down` can remove the containers), the
-/// node's CNI config dir, `CONTAINERS_CONF` naming seam-cni's directory, and the cgroup
-/// mounts runc needs (see [`cgroup_remount_script`]).
-pub fn podman_command(state: &State, node: &str, args: &[String]) -> anyhow::Result<Command> {
+/// How podman enters a node's network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodmanEntry {
+    /// `nsenter --net=/run/netns/NODE podman ...`: only the network namespace changes, so the
+    /// network namespaces podman bind-mounts under /run/netns for its containers stay visible
+    /// to later podman commands (`run -d`, then `inspect`, `exec`, `rm`).
+    Nsenter,
+    /// `ip netns exec NODE podman ...`, the form users know. It runs podman in a private mount
+    /// namespace that ends with the command, so only one-shot foreground runs
+    /// (`run --rm ...`) work this way; the cgroup mounts runc needs are recreated inside it
+    /// (see [`cgroup_remount_script`]).
+    IpNetnsExec,
+}
+
+/// The podman command line for a lab node: `--network-backend cni --runtime runc
+/// --cgroup-manager cgroupfs` as in the issue, plus the lab's own storage (so the user's
+/// podman is untouched and `down` can remove the containers), the node's CNI config dir
+/// (network `seam`, that node's agent socket) and `CONTAINERS_CONF` naming seam-cni's directory.
+pub fn podman_command(state: &State, node: &str, entry: PodmanEntry, args: &[String]) -> anyhow::Result<Command> {
     let ns = state.namespace_of(node)?;
     node_def(node).ok_or_else(|| anyhow!("{node} is not a node of the lab"))?;
     let podman = state.run_dir.join("podman");
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
-    let remount = cgroup_remount_script(&mountinfo);
-    let script = if remount.is_empty() { "exec podman \"$@\"".to_string() } else { format!("{remount} && exec podman \"$@\"") };
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns, "sh", "-c", &script, "podman"])
-        .arg("--root")
+    let mut cmd = match entry {
+        PodmanEntry::Nsenter => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).args(["--", "podman"]);
+            c
+        }
+        PodmanEntry::IpNetnsExec => {
+            let mountinfo = fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+            let remount = cgroup_remount_script(&mountinfo);
+            let script = if remount.is_empty() { "exec podman \"$@\"".to_string() } else { format!("{remount} && exec podman \"$@\"") };
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns, "sh", "-c", &script, "podman"]);
+            c
+        }
+    };
+    cmd.arg("--root")
         .arg(podman.join("root"))
         .arg("--runroot")
         .arg(podman.join("runroot"))
@@ -840,9 +894,17 @@ pub fn down(name: &str, run_dir: &Path) -> anyhow::Result<DownReport> {
     // CNI DEL (best effort: `rm -a` runs on the first node, whose agent releases by handle).
     if run_dir.join("podman").exists() {
         let rm: Vec<String> = ["rm", "-a", "-f", "-t", "0"].map(String::from).to_vec();
-        let result = match &state {
-            Some(state) => podman_command(state, NODES[0].name, &rm).and_then(|cmd| run_with_stdin(cmd, None, "podman rm -a")),
-            None => Err(anyhow!("no state file")),
+        let first_node = state.as_ref().filter(|s| s.namespace_of(NODES[0].name).is_ok_and(|ns| testbed::namespace_exists(&ns)));
+        let result = match first_node {
+            Some(state) => podman_command(state, NODES[0].name, PodmanEntry::Nsenter, &rm).and_then(|cmd| run_with_stdin(cmd, None, "podman rm -a")),
+            None => {
+                // The nodes are gone (an earlier partial `down`): remove what is left without
+                // the network teardown.
+                let podman = run_dir.join("podman");
+                let mut cmd = Command::new("podman");
+                cmd.arg("--root").arg(podman.join("root")).arg("--runroot").arg(podman.join("runroot")).args(["--cgroup-manager", "cgroupfs"]).args(&rm);
+                run_with_stdin(cmd, None, "podman rm -a")
+            }
         };
         if let Err(e) = result {
             report.errors.push(format!("podman cleanup: {e:#}"));
@@ -876,12 +938,33 @@ pub fn down(name: &str, run_dir: &Path) -> anyhow::Result<DownReport> {
             Err(e) => report.errors.push(e.to_string()),
         }
     }
+    // podman leaves its storage directory mounted under the run dir.
+    for mountpoint in mounts_under(run_dir) {
+        if let Err(e) = testbed::run("umount", &["-l", &mountpoint]) {
+            report.errors.push(e.to_string());
+        }
+    }
     if run_dir.exists() {
         if let Err(e) = fs::remove_dir_all(run_dir) {
             report.errors.push(format!("remove {}: {e}", run_dir.display()));
         }
     }
     Ok(report)
+}
+
+/// Mount points below `dir` (deepest first), from /proc/self/mountinfo.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/", dir.display());
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    points
 }
 
 /// `status` as a table: every node and workload with its name, COE, role and IP.
