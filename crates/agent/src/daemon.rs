@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bgpd::config::{Config, Global};
-use bgpd::{CoreControl, Daemon, RunOptions};
+use bgpd::{CoreControl, Daemon, NeighborSync, RunOptions};
 use ipam::Ipam;
 use ipnet::{IpNet, Ipv4Net};
 use resources::{Kind, Labels, Resource};
-use seam_api::{Control, SessionState};
 use store::Store;
 use tokio::sync::{watch, Notify};
 
@@ -28,6 +27,7 @@ use crate::pools;
 use crate::registration::{self, Registration};
 use crate::encap::EncapPolicy;
 use crate::routes::{Kernel, RouteAction, RouteSync, Target};
+use crate::status::{AgentStatus, PolicyReport, RouteReport};
 
 /// Everything `seam agent` is started with.
 #[derive(Clone, Debug)]
@@ -46,13 +46,17 @@ pub struct AgentConfig {
     pub asn: Option<u32>,
     /// `--cni-socket`: where the CNI plugin reaches this agent; None = no CNI server.
     pub cni_socket: Option<PathBuf>,
+    /// `--status-file`: where the agent writes its policy and route status for
+    /// `seam node status`; None = next to the CNI socket (none without one either).
+    pub status_file: Option<PathBuf>,
     /// `--api-hosts`: the GoBGP-compatible API; None = off.
     pub api_address: Option<SocketAddr>,
     /// `--bgp-port`: overrides BGPConfiguration `listenPort` (default 179).
     pub bgp_port: Option<u16>,
     /// MTU for workload interfaces.
     pub mtu: u32,
-    /// How long to keep a previous run's routes at most while waiting for BGP to converge.
+    /// How long to keep a previous run's routes at most while waiting for every peer's
+    /// End-of-RIB (the fallback for peers that never send one); never while isolated.
     pub convergence_grace: Duration,
     /// Full re-read period of every reconciler.
     pub resync_interval: Duration,
@@ -71,6 +75,7 @@ impl AgentConfig {
             orchestrator: None,
             asn: None,
             cni_socket: None,
+            status_file: None,
             api_address: None,
             bgp_port: None,
             mtu: 1500,
@@ -82,6 +87,11 @@ impl AgentConfig {
 
     fn addr(&self) -> Ipv4Addr {
         self.address.addr()
+    }
+
+    /// Where the status file goes: `status_file`, else next to the CNI socket.
+    pub fn status_path(&self) -> Option<PathBuf> {
+        self.status_file.clone().or_else(|| self.cni_socket.as_deref().map(crate::status::default_status_file))
     }
 }
 
@@ -148,6 +158,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let (peering_ready, peering_ready_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (policy_tx, policy_rx) = watch::channel(EncapPolicy::default());
+    let (routes_tx, routes_rx) = watch::channel(RouteReport::default());
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(watch_store(
@@ -178,6 +189,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         config.clone(),
         peering_ready_rx,
         policy_rx,
+        routes_tx,
         stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(pools_loop(
@@ -191,6 +203,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     // Network policy: the table inet seam follows the store; CNI ADDs wait for their policy.
     let policy = Arc::new(crate::policy::PolicySync::with_nft(&config.node));
     tasks.push(tokio::spawn(policy.clone().run(store.clone(), config.resync_interval, stop_rx.clone())));
+    if let Some(path) = config.status_path() {
+        tasks.push(tokio::spawn(status_loop(path, config.node.clone(), policy.clone(), routes_rx, stop_rx.clone())));
+    }
     if let Some(socket) = &config.cni_socket {
         tasks.push(tokio::spawn(cni_server(
             socket.clone(),
@@ -432,37 +447,100 @@ async fn origin_loop(
     }
 }
 
-async fn neighbor_states(control: &CoreControl) -> Vec<(IpAddr, SessionState)> {
-    control.neighbors().await.iter().map(|n| (n.address, n.state)).collect()
-}
-
-/// Are the sessions we wait for up? An empty `expected` means every configured session.
-pub fn expected_up(expected: &BTreeSet<IpAddr>, neighbors: &[(IpAddr, SessionState)]) -> bool {
-    let up = up_peers(neighbors);
-    if expected.is_empty() {
-        neighbors.iter().all(|(_, s)| *s == SessionState::Established)
-    } else {
-        // A peer deconfigured meanwhile is no longer waited for.
-        expected.iter().filter(|a| neighbors.iter().any(|(n, _)| n == *a)).all(|a| up.contains(a))
+/// The speaker's per-neighbor session and End-of-RIB state; empty while it is shutting down.
+async fn sync_states(control: &CoreControl) -> Vec<NeighborSync> {
+    match control.neighbor_sync_state().await {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::debug!(%error, "cannot read the BGP neighbors' sync state");
+            Vec::new()
+        }
     }
 }
 
-/// The sessions that are up, from the API's neighbor list.
-pub fn up_peers(neighbors: &[(IpAddr, SessionState)]) -> BTreeSet<IpAddr> {
-    neighbors.iter().filter(|(_, s)| *s == SessionState::Established).map(|(a, _)| *a).collect()
+/// Are the peers we wait for synced (session up and End-of-RIB received for every negotiated
+/// family, RFC 4724 §2)? An empty `expected` means every configured peer.
+pub fn expected_synced(expected: &BTreeSet<IpAddr>, peers: &[NeighborSync]) -> bool {
+    if expected.is_empty() {
+        peers.iter().all(NeighborSync::synced)
+    } else {
+        // A peer deconfigured meanwhile is no longer waited for.
+        peers.iter().filter(|p| expected.contains(&p.address)).all(NeighborSync::synced)
+    }
+}
+
+/// Where the route loop stands while it holds routes (after a start or a lost peer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Convergence {
+    /// Keep every route: some awaited peer has not sent its full table yet.
+    Waiting,
+    /// Every awaited peer has sent End-of-RIB for each of its families: what BGP has now is
+    /// the whole table, so anything else installed is stale.
+    Synced,
+    /// The grace ran out while partly connected (at least one session up): peers that never
+    /// finished (down, or not sending End-of-RIB) lose the routes they had.
+    TimedOut,
+}
+
+/// Decide whether holding can end. `ready`: the peering reconciler has configured the peers
+/// at least once (before that, "every configured peer" is an empty list and proves nothing).
+/// Isolated (no session up: reflector or network unreachable) never times out, so a node cut
+/// off keeps forwarding with what it had.
+pub fn convergence(
+    ready: bool,
+    expected: &BTreeSet<IpAddr>,
+    peers: &[NeighborSync],
+    holding_since: Instant,
+    grace: Duration,
+    now: Instant,
+) -> Convergence {
+    if ready && expected_synced(expected, peers) {
+        Convergence::Synced
+    } else if !up_peers(peers).is_empty() && now.saturating_duration_since(holding_since) >= grace {
+        Convergence::TimedOut
+    } else {
+        Convergence::Waiting
+    }
+}
+
+/// The sessions that are up.
+pub fn up_peers(peers: &[NeighborSync]) -> BTreeSet<IpAddr> {
+    peers.iter().filter(|p| p.established).map(|p| p.address).collect()
 }
 
 /// Peers that were up and are still configured but no longer Established: their routes are
 /// held rather than removed. A peer removed from the configuration is not "lost" (its routes
 /// really go), and one that never came up holds nothing.
-pub fn lost_peers(was_up: &BTreeSet<IpAddr>, neighbors: &[(IpAddr, SessionState)]) -> BTreeSet<IpAddr> {
-    neighbors
-        .iter()
-        .filter(|(a, s)| was_up.contains(a) && *s != SessionState::Established)
-        .map(|(a, _)| *a)
+pub fn lost_peers(was_up: &BTreeSet<IpAddr>, peers: &[NeighborSync]) -> BTreeSet<IpAddr> {
+    peers.iter().filter(|p| was_up.contains(&p.address) && !p.established).map(|p| p.address).collect()
+}
+
+/// Turn one batch of best-path changes into kernel route actions, remembering learned next
+/// hops (`learned`) so a pool's encapsulation change can re-target them later.
+fn apply_best_batch(
+    batch: Vec<bgpd::runtime::BestChange>,
+    me: IpAddr,
+    policy: &EncapPolicy,
+    learned: &mut BTreeMap<IpNet, IpAddr>,
+    sync: &mut RouteSync,
+) -> Vec<RouteAction> {
+    batch
+        .into_iter()
+        .flat_map(|change| {
+            let via = change.best.as_ref().and_then(|attrs| attrs.next_hop).filter(|nh| *nh != me && !nh.is_unspecified());
+            match via {
+                Some(via) => learned.insert(change.prefix, via),
+                None => learned.remove(&change.prefix),
+            };
+            let target = via.map(|via| Target { via, encap: policy.encapsulate(&change.prefix, via) });
+            sync.update(change.prefix, target)
+        })
         .collect()
 }
 
+/// Keep the kernel's Seam routes equal to BGP's best paths, holding a previous run's (or a
+/// lost peer's) routes until BGP has converged, and report convergence on `report`.
+#[allow(clippy::too_many_arguments)]
 async fn route_loop(
     control: CoreControl,
     kernel: Kernel,
@@ -470,6 +548,7 @@ async fn route_loop(
     config: AgentConfig,
     mut peering_ready: watch::Receiver<bool>,
     mut policy: watch::Receiver<EncapPolicy>,
+    report: watch::Sender<RouteReport>,
     mut stop: watch::Receiver<bool>,
 ) {
     let me = IpAddr::V4(config.addr());
@@ -499,11 +578,10 @@ async fn route_loop(
     };
     // Since when routes are held (start, or the last time a peer went down).
     let mut holding_since = Instant::now();
-    // Sessions up at the last look, and the ones that must be up to stop holding (None: every
-    // configured one, as at start).
+    // Sessions up at the last look, and the peers that must be synced to stop holding (empty:
+    // every configured one, as at start).
     let mut was_up: BTreeSet<IpAddr> = BTreeSet::new();
     let mut expected: BTreeSet<IpAddr> = BTreeSet::new();
-    let mut established_at: Option<Instant> = None;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     let mut resync = tokio::time::interval(config.resync_interval);
     resync.tick().await;
@@ -535,29 +613,18 @@ async fn route_loop(
                 // Restart helper would.
                 let withdraws = batch.iter().any(|c| c.best.is_none());
                 if withdraws && sync.is_converged() {
-                    let states = neighbor_states(&control).await;
-                    let lost = lost_peers(&was_up, &states);
+                    let peers = sync_states(&control).await;
+                    let lost = lost_peers(&was_up, &peers);
                     if !lost.is_empty() {
                         tracing::warn!(?lost, "BGP peer down: keeping its routes in the kernel until it is back");
                         sync.hold();
                         holding_since = Instant::now();
-                        established_at = None;
                         expected = was_up.clone();
+                        report.send_replace(RouteReport { converged: false, converged_by: None });
                     }
-                    was_up = up_peers(&states);
+                    was_up = up_peers(&peers);
                 }
-                batch
-                    .into_iter()
-                    .flat_map(|change| {
-                        let via = change.best.as_ref().and_then(|attrs| attrs.next_hop).filter(|nh| *nh != me && !nh.is_unspecified());
-                        match via {
-                            Some(via) => learned.insert(change.prefix, via),
-                            None => learned.remove(&change.prefix),
-                        };
-                        let target = via.map(|via| Target { via, encap: current_policy.encapsulate(&change.prefix, via) });
-                        sync.update(change.prefix, target)
-                    })
-                    .collect()
+                apply_best_batch(batch, me, &current_policy, &mut learned, &mut sync)
             }
             Wake::Policy => {
                 current_policy = policy.borrow_and_update().clone();
@@ -576,37 +643,45 @@ async fn route_loop(
             Wake::Check => {
                 let now = Instant::now();
                 let ready = *peering_ready.borrow_and_update();
-                let states = neighbor_states(&control).await;
-                let up = up_peers(&states);
-                let lost = lost_peers(&was_up, &states);
+                let peers = sync_states(&control).await;
+                let up = up_peers(&peers);
+                let lost = lost_peers(&was_up, &peers);
                 was_up = up.clone();
                 if sync.is_converged() {
                     if !lost.is_empty() {
                         tracing::warn!(?lost, "BGP peer down: holding its routes until it is back");
                         sync.hold();
                         holding_since = now;
-                        established_at = None;
                         expected = up.union(&lost).copied().collect();
+                        report.send_replace(RouteReport { converged: false, converged_by: None });
                     }
                     Vec::new()
+                } else if convergence(ready, &expected, &peers, holding_since, config.convergence_grace, now) == Convergence::Waiting {
+                    Vec::new()
                 } else {
-                    // Back to normal once every expected session is up (at start: every configured
-                    // one) and the first UPDATEs had time to arrive.
-                    if ready && expected_up(&expected, &states) {
-                        established_at.get_or_insert(now);
-                    } else {
-                        established_at = None;
+                    // The speaker answers a request only after publishing the best-path changes
+                    // of the events it handled before it, so after this second look every
+                    // change up to the End-of-RIB is in `best`: take them first, then no route
+                    // that is about to be re-learned is deleted.
+                    let peers = sync_states(&control).await;
+                    let mut actions = Vec::new();
+                    while let Ok(batch) = best.try_recv() {
+                        actions.extend(apply_best_batch(batch, me, &current_policy, &mut learned, &mut sync));
                     }
-                    let settled = established_at.is_some_and(|t| now.duration_since(t) >= Duration::from_secs(2));
-                    // Isolated (no session up: reflector or network unreachable): keep everything.
-                    // Partly connected: routes of a peer that stays down go after the grace.
-                    let timed_out = !up.is_empty() && now.duration_since(holding_since) >= config.convergence_grace;
-                    if settled || timed_out {
-                        tracing::info!(timed_out = !settled, "BGP converged; removing stale Seam routes");
-                        sync.mark_converged()
-                    } else {
-                        Vec::new()
+                    match convergence(ready, &expected, &peers, holding_since, config.convergence_grace, Instant::now()) {
+                        Convergence::Waiting => {}
+                        outcome => {
+                            tracing::info!(?outcome, "BGP converged; removing stale Seam routes");
+                            was_up = up_peers(&peers);
+                            expected.clear();
+                            let by = if outcome == Convergence::Synced { "endOfRib" } else { "grace" };
+                            report.send_replace(RouteReport { converged: true, converged_by: Some(by.to_string()) });
+                            // Its replaces may repeat the batches' (not applied yet): harmless,
+                            // and the last action per prefix is the desired one.
+                            actions.extend(sync.mark_converged());
+                        }
                     }
+                    actions
                 }
             }
             Wake::Resync => match kernel.list().await {
@@ -677,6 +752,45 @@ async fn pools_loop(
     }
 }
 
+/// How often the status file is rewritten (also right after kernel routes converge or start
+/// being held).
+const STATUS_PERIOD: Duration = Duration::from_secs(2);
+
+/// Keep the status file current until the agent stops, then remove it (a missing file tells
+/// `seam node status` the agent is not running, rather than showing an old state).
+async fn status_loop(
+    path: PathBuf,
+    node: String,
+    policy: Arc<crate::policy::PolicySync>,
+    mut routes: watch::Receiver<RouteReport>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        let status = AgentStatus {
+            node: node.clone(),
+            updated_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            policy: PolicyReport::from(&policy.status().await),
+            routes: routes.borrow_and_update().clone(),
+        };
+        let (file, written) = (path.clone(), status);
+        match tokio::task::spawn_blocking(move || crate::status::write_status_file(&file, &written)).await {
+            Ok(Ok(())) => failing = false,
+            Ok(Err(error)) if !failing => {
+                tracing::warn!(path = %path.display(), %error, "cannot write the agent status file");
+                failing = true;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STATUS_PERIOD) => {}
+            changed = routes.changed() => if changed.is_err() { tokio::time::sleep(STATUS_PERIOD).await },
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 /// Serve the CNI plugin on `socket` until the agent stops; restart the server if it fails
 /// (the plugin's ADDs fail meanwhile, with the error in the log).
 async fn cni_server(
@@ -717,33 +831,93 @@ async fn cni_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bgp::types::Family;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
+    /// A neighbor: `established`, negotiated `families`, End-of-RIB received for `eor`.
+    fn peer(addr: &str, established: bool, families: &[Family], eor: &[Family]) -> NeighborSync {
+        NeighborSync {
+            address: ip(addr),
+            established,
+            families: families.to_vec(),
+            end_of_rib_received: eor.to_vec(),
+            stale_routes: 0,
+            stale_deadline: None,
+        }
+    }
+
+    const V4: Family = Family::IPV4_UNICAST;
+    const V6: Family = Family::IPV6_UNICAST;
+
     #[test]
     fn only_peers_that_were_up_and_are_still_configured_are_lost() {
         let was_up: BTreeSet<IpAddr> = [ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3")].into();
         let now = [
-            (ip("10.0.0.1"), SessionState::Established),
-            (ip("10.0.0.2"), SessionState::Active),
+            peer("10.0.0.1", true, &[V4], &[]),
+            peer("10.0.0.2", false, &[], &[]),
             // 10.0.0.3 was removed from the configuration: its routes really go.
-            (ip("10.0.0.4"), SessionState::Connect), // never up: holds nothing
+            peer("10.0.0.4", false, &[], &[]), // never up: holds nothing
         ];
         assert_eq!(lost_peers(&was_up, &now), [ip("10.0.0.2")].into());
         assert_eq!(up_peers(&now), [ip("10.0.0.1")].into());
     }
 
     #[test]
-    fn waiting_for_expected_sessions() {
-        let states = [(ip("10.0.0.1"), SessionState::Established), (ip("10.0.0.9"), SessionState::Active)];
-        // At start: every configured session.
-        assert!(!expected_up(&BTreeSet::new(), &states));
-        assert!(expected_up(&BTreeSet::new(), &states[..1]));
-        assert!(expected_up(&BTreeSet::new(), &[]));
-        // After a loss: only the ones that were up; a deconfigured one is not waited for.
-        assert!(expected_up(&[ip("10.0.0.1"), ip("10.0.0.5")].into(), &states));
-        assert!(!expected_up(&[ip("10.0.0.1"), ip("10.0.0.9")].into(), &states));
+    fn synced_means_end_of_rib_for_every_negotiated_family() {
+        let grace = Duration::from_secs(20);
+        let t0 = Instant::now();
+        let soon = t0 + Duration::from_secs(1);
+        let all = BTreeSet::new();
+        // Established but the table is still arriving: hold, even though the session is up.
+        let partial = [peer("10.0.0.1", true, &[V4, V6], &[V4])];
+        assert_eq!(convergence(true, &all, &partial, t0, grace, soon), Convergence::Waiting);
+        // End-of-RIB for both families: converged at once, no fixed settle delay.
+        let done = [peer("10.0.0.1", true, &[V4, V6], &[V4, V6])];
+        assert_eq!(convergence(true, &all, &done, t0, grace, soon), Convergence::Synced);
+        // ... but not before the peering reconciler configured the peers.
+        assert_eq!(convergence(false, &all, &done, t0, grace, soon), Convergence::Waiting);
+        // At start every configured peer counts: one down keeps the routes.
+        let one_down = [peer("10.0.0.1", true, &[V4], &[V4]), peer("10.0.0.9", false, &[], &[])];
+        assert_eq!(convergence(true, &all, &one_down, t0, grace, soon), Convergence::Waiting);
+        // No peer configured at all: nothing to wait for.
+        assert_eq!(convergence(true, &all, &[], t0, grace, soon), Convergence::Synced);
+    }
+
+    #[test]
+    fn grace_is_the_fallback_but_never_while_isolated() {
+        let grace = Duration::from_secs(20);
+        let t0 = Instant::now();
+        let late = t0 + grace;
+        let all = BTreeSet::new();
+        // A peer that never sends End-of-RIB: after the grace, with a session up, stop holding.
+        let silent = [peer("10.0.0.1", true, &[V4], &[])];
+        assert_eq!(convergence(true, &all, &silent, t0, grace, late - Duration::from_millis(1)), Convergence::Waiting);
+        assert_eq!(convergence(true, &all, &silent, t0, grace, late), Convergence::TimedOut);
+        // Isolated (nothing up): keep every route however long it takes.
+        let isolated = [peer("10.0.0.1", false, &[], &[])];
+        assert_eq!(convergence(true, &all, &isolated, t0, grace, late + grace), Convergence::Waiting);
+        // A clock reading before the start does not underflow.
+        assert_eq!(convergence(true, &all, &silent, late, grace, t0), Convergence::Waiting);
+    }
+
+    #[test]
+    fn after_a_loss_only_the_lost_peers_are_waited_for() {
+        let grace = Duration::from_secs(20);
+        let t0 = Instant::now();
+        let soon = t0 + Duration::from_secs(1);
+        // 10.0.0.1 came back and re-sent its table; 10.0.0.9 never was up (not waited for).
+        let peers = [peer("10.0.0.1", true, &[V4], &[V4]), peer("10.0.0.9", false, &[], &[])];
+        let expected: BTreeSet<IpAddr> = [ip("10.0.0.1"), ip("10.0.0.5")].into();
+        assert!(expected_synced(&expected, &peers), "10.0.0.5 was deconfigured meanwhile");
+        assert_eq!(convergence(true, &expected, &peers, t0, grace, soon), Convergence::Synced);
+        // Back up but End-of-RIB not yet received on the new session.
+        let resending = [peer("10.0.0.1", true, &[V4], &[]), peer("10.0.0.9", false, &[], &[])];
+        assert!(!expected_synced(&expected, &resending));
+        assert_eq!(convergence(true, &expected, &resending, t0, grace, soon), Convergence::Waiting);
+        let expected: BTreeSet<IpAddr> = [ip("10.0.0.1"), ip("10.0.0.9")].into();
+        assert!(!expected_synced(&expected, &peers));
     }
 }

@@ -116,7 +116,10 @@ pub fn is_host_veth_name(name: &str) -> bool {
         && name[HOST_VETH_PREFIX.len()..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
-/// Calico's short orchestrator ids in endpoint names (`k8s` for Kubernetes).
+/// Calico's short orchestrator ids, used only inside endpoint *names* (`k8s` for Kubernetes).
+/// The `projectcalico.org/orchestrator` label and `spec.orchestrator` carry the agent's
+/// `--orchestrator` as given, because that is the value the policy compiler matches selectors
+/// against (`projectcalico.org/orchestrator == 'kubernetes'`).
 fn orchestrator_short(orchestrator: &str) -> String {
     match orchestrator.to_ascii_lowercase().as_str() {
         "kubernetes" | "k8s" => "k8s".into(),
@@ -149,6 +152,36 @@ pub fn endpoint_name(node: &str, orchestrator: &str, workload: &str, ifname: &st
     let hash = &host_veth_name(&name, "")[HOST_VETH_PREFIX.len()..];
     let head: String = name.chars().take(240).collect();
     format!("{}-{hash}", head.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+}
+
+/// The WorkloadEndpoint record for an attachment on `node` of `orchestrator` (the agent's
+/// `--orchestrator`, stored as given in `spec.orchestrator` and the orchestrator label).
+pub fn endpoint_record(
+    node: &str,
+    orchestrator: &str,
+    req: &Request,
+    identity: &WorkloadIdentity,
+    host_name: &str,
+    ips: &[IpAddr],
+) -> WorkloadEndpoint {
+    let is_k8s = orchestrator_short(orchestrator) == "k8s";
+    WorkloadEndpoint {
+        namespace: identity.namespace.clone(),
+        name: endpoint_name(node, orchestrator, &identity.name, &req.ifname),
+        labels: identity.labels.clone(),
+        spec: WorkloadEndpointSpec {
+            node: node.to_string(),
+            orchestrator: orchestrator.to_string(),
+            workload: if is_k8s { String::new() } else { identity.name.clone() },
+            pod: if is_k8s { identity.name.clone() } else { String::new() },
+            container_id: req.container_id.clone(),
+            endpoint: req.ifname.clone(),
+            interface_name: host_name.to_string(),
+            mac: workload_mac(&req.container_id, &req.ifname).to_string(),
+            ip_networks: ips.iter().map(|ip| host_prefix(*ip)).collect(),
+            ..Default::default()
+        },
+    }
 }
 
 /// Who the workload is: its namespace, name and labels, from the CNI args and the config.
@@ -201,7 +234,8 @@ pub fn workload_identity(req: &Request, orchestrator: &str) -> Result<WorkloadId
     let args = req.config.get("args");
     string_map(args.and_then(|a| a.get("podman_labels")), "args.podman_labels", false, &mut labels)?;
     string_map(args.and_then(|a| a.get("cni")).and_then(|c| c.get("labels")), "args.cni.labels", true, &mut labels)?;
-    labels.insert(LABEL_ORCHESTRATOR.to_string(), orchestrator_short(orchestrator));
+    // The full name, as `spec.orchestrator` and the policy compiler have it (not the short id).
+    labels.insert(LABEL_ORCHESTRATOR.to_string(), orchestrator.to_string());
     labels.insert(LABEL_NAMESPACE.to_string(), namespace.clone());
     Ok(WorkloadIdentity { namespace, name, labels })
 }
@@ -634,24 +668,7 @@ impl WorkloadManager {
 
     /// The endpoint record for an attachment (what policy and `seam get wep` read).
     fn endpoint(&self, req: &Request, identity: &WorkloadIdentity, host_name: &str, ips: &[IpAddr]) -> WorkloadEndpoint {
-        let is_k8s = orchestrator_short(&self.ctx.orchestrator) == "k8s";
-        WorkloadEndpoint {
-            namespace: identity.namespace.clone(),
-            name: endpoint_name(&self.ctx.node, &self.ctx.orchestrator, &identity.name, &req.ifname),
-            labels: identity.labels.clone(),
-            spec: WorkloadEndpointSpec {
-                node: self.ctx.node.clone(),
-                orchestrator: self.ctx.orchestrator.clone(),
-                workload: if is_k8s { String::new() } else { identity.name.clone() },
-                pod: if is_k8s { identity.name.clone() } else { String::new() },
-                container_id: req.container_id.clone(),
-                endpoint: req.ifname.clone(),
-                interface_name: host_name.to_string(),
-                mac: workload_mac(&req.container_id, &req.ifname).to_string(),
-                ip_networks: ips.iter().map(|ip| host_prefix(*ip)).collect(),
-                ..Default::default()
-            },
-        }
+        endpoint_record(&self.ctx.node, &self.ctx.orchestrator, req, identity, host_name, ips)
     }
 
     /// Creates the veth pair (or keeps a complete one from an earlier ADD), brings both ends
@@ -1077,6 +1094,35 @@ mod tests {
         assert!(n.len() <= 253 && n.starts_with("n1-podman-aaa"), "{n}");
     }
 
+    /// The orchestrator label must hold what the policy layer matches on: the agent's
+    /// `--orchestrator` as given, equal to `spec.orchestrator` (the endpoint *name* keeps
+    /// Calico's short `k8s`).
+    #[test]
+    fn orchestrator_label_is_what_policy_selects_on() {
+        let r = req(&[("K8S_POD_NAMESPACE", "shop"), ("K8S_POD_NAME", "web-0")], Value::Null);
+        for orchestrator in ["kubernetes", "Kubernetes", "dcos", "podman", "cni"] {
+            let id = workload_identity(&r, orchestrator).unwrap();
+            let ip: IpAddr = "10.244.0.5".parse().unwrap();
+            let wep = endpoint_record("n1", orchestrator, &r, &id, "seam0123456789a", &[ip]);
+            assert_eq!(wep.labels[LABEL_ORCHESTRATOR], orchestrator);
+            assert_eq!(wep.spec.orchestrator, orchestrator);
+            // The compiler's view agrees with the stored record.
+            let ep = policy::Endpoint::from_workload(&wep, "n1");
+            assert_eq!(LABEL_ORCHESTRATOR, policy::ORCHESTRATOR_LABEL);
+            assert_eq!(ep.labels[policy::ORCHESTRATOR_LABEL], ep.orchestrator);
+            let selector = resources::Selector::parse(&format!("projectcalico.org/orchestrator == '{orchestrator}'")).unwrap();
+            assert!(selector.matches(&wep.labels), "{orchestrator}: {:?}", wep.labels);
+        }
+        let id = workload_identity(&r, "kubernetes").unwrap();
+        let wep = endpoint_record("n1", "kubernetes", &r, &id, "seam0123456789a", &[]);
+        assert_eq!(wep.name, "n1-k8s-web--0-eth0");
+        assert_eq!((wep.spec.pod.as_str(), wep.spec.workload.as_str()), ("web-0", ""));
+        let selector = resources::Selector::parse("projectcalico.org/orchestrator == 'k8s'").unwrap();
+        assert!(!selector.matches(&wep.labels), "the short id is not the label value");
+        let wep = endpoint_record("n1", "dcos", &r, &workload_identity(&r, "dcos").unwrap(), "seam0123456789a", &[]);
+        assert_eq!((wep.spec.pod.as_str(), wep.spec.workload.as_str()), ("", "web-0"));
+    }
+
     #[test]
     fn identity_from_k8s_args_and_labels() {
         let r = req(
@@ -1087,7 +1133,7 @@ mod tests {
         assert_eq!((id.namespace.as_str(), id.name.as_str()), ("shop", "web-0"));
         assert_eq!(id.labels["app"], "web");
         assert_eq!(id.labels["tier"], "front");
-        assert_eq!(id.labels[LABEL_ORCHESTRATOR], "k8s");
+        assert_eq!(id.labels[LABEL_ORCHESTRATOR], "kubernetes");
         assert_eq!(id.labels[LABEL_NAMESPACE], "shop");
         assert!(!id.labels.contains_key("bad key!"));
 

@@ -6,8 +6,9 @@
 //! node-to-node mesh come up with the right peer types; a block allocated on node A is
 //! announced and installed in node B's kernel with Seam's protocol, and withdrawn once its
 //! last address is released; routes of other protocols are untouched; a SIGKILLed and
-//! restarted agent keeps its routes throughout and drops stale ones after converging; a live
-//! BGPPeer change does not reset the other sessions.
+//! restarted agent keeps its routes throughout and drops stale ones once the reflector's
+//! End-of-RIB arrived; a live BGPPeer change does not reset the other sessions; `seam node
+//! status` adds the agent's policy and route state from its status file.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -111,9 +112,15 @@ impl Lab {
         &self.agents.iter().find(|(n, _)| n == node).expect("agent exists").1
     }
 
+    /// The agent's status file (next to its CNI socket).
+    fn status_file(&self, node: &str) -> String {
+        self.dir.join(format!("{node}.status.json")).to_str().unwrap().to_string()
+    }
+
     /// `seam node status --json` inside a node's namespace.
     fn status(&self, node: &str) -> Result<serde_json::Value, String> {
-        let text = testbed::run_in(&self.ns(node), SEAM, &["node", "status", "--json"]).map_err(|e| e.0)?;
+        let file = self.status_file(node);
+        let text = testbed::run_in(&self.ns(node), SEAM, &["node", "status", "--json", "--status-file", &file]).map_err(|e| e.0)?;
         serde_json::from_str(&text).map_err(|e| format!("bad JSON {text:?}: {e}"))
     }
 
@@ -298,6 +305,15 @@ fn agents_peer_announce_install_and_survive_restarts() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(stale_gone, "the stale route was not removed after convergence: {:?}", lab.seam_routes("b"));
+    // Converged because the reflector sent End-of-RIB, not because the grace ran out.
+    let agent = wait_until("B reports converged routes", Duration::from_secs(10), || {
+        let status = lab.status("b")?;
+        let agent = status["agent"].clone();
+        if agent["routes"]["converged"] == true { Ok(agent) } else { Err(Poll::NotYet(format!("{status}"))) }
+    })
+    .unwrap();
+    assert_eq!(agent["routes"]["convergedBy"], "endOfRib", "{agent}");
+    assert_eq!(agent["node"], "b", "{agent}");
     assert!(lab.seam_routes("b").iter().any(|(dst, _)| *dst == block));
     let foreign = routes(&lab.ns("b"), &["proto", "static"]);
     assert_eq!(foreign, vec![("10.99.0.0/24".to_string(), "172.16.18.40".to_string())], "foreign route touched");
@@ -339,11 +355,17 @@ fn agents_peer_announce_install_and_survive_restarts() {
     .unwrap();
 
     // The text table, as calicoctl prints it.
-    let text = testbed::run_in(&lab.ns("a"), SEAM, &["node", "status"]).unwrap();
+    let text = testbed::run_in(&lab.ns("a"), SEAM, &["node", "status", "--status-file", &lab.status_file("a")]).unwrap();
     assert!(text.starts_with("Seam process is running.\n\nIPv4 BGP status\n"), "{text}");
     assert!(text.contains("| 172.16.18.32 | global            | up    |"), "{text}");
     assert!(text.contains("| 172.16.18.34 | node-to-node mesh | up    |"), "{text}");
-    assert!(text.contains("No IPv6 peers found."), "{text}");
+    assert!(text.contains("No IPv6 peers found.\n\nPolicy status\n"), "{text}");
+    assert!(text.contains(" LOADED ") && text.contains("Kernel routes: converged"), "{text}");
+    // Without a status file the BGP part is unchanged and the policy state is "unknown".
+    let missing = lab.dir.join("none.status.json");
+    let text = testbed::run_in(&lab.ns("a"), SEAM, &["node", "status", "--status-file", missing.to_str().unwrap()]).unwrap();
+    assert!(text.contains("| 172.16.18.32 | global            | up    |"), "{text}");
+    assert!(text.contains("Policy status\nUnknown: cannot read the agent status file"), "{text}");
 }
 
 /// Propagation from an allocation that claims a new block on node A to the route in node B's

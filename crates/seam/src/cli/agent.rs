@@ -26,6 +26,10 @@ pub struct Args {
     /// Where seam-cni reaches this agent; empty disables the CNI server.
     #[arg(long = "cni-socket", default_value = "/run/seam/agent.sock")]
     pub cni_socket: String,
+    /// Where the agent writes its status (policy and route state) for `seam node status`;
+    /// default: next to the CNI socket (`agent.sock` -> `agent.status.json`).
+    #[arg(long = "status-file")]
+    pub status_file: Option<PathBuf>,
     /// Where the GoBGP-compatible API listens (for gobgp and `seam node status`); empty disables it.
     #[arg(long = "api-hosts", default_value = "127.0.0.1:50051")]
     pub api_hosts: String,
@@ -62,6 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.asn = args.asn;
     config.bgp_port = args.bgp_port;
     config.mtu = args.mtu;
+    config.status_file = args.status_file;
     config.convergence_grace = Duration::from_secs(args.convergence_grace);
     config.cni_socket = (!args.cni_socket.trim().is_empty()).then(|| PathBuf::from(args.cni_socket.trim()));
     config.api_address = super::bgpd::parse_api_hosts(&args.api_hosts)?;
