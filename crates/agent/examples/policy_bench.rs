@@ -5,7 +5,9 @@
 //!    `nft -f` in a fresh namespace; anchor: the same decisions written out as plain linear
 //!    rules (one rule per endpoint × policy × allowed source address), loaded the same way;
 //! 2. churn: with that table loaded, a new endpoint through `PolicySync::endpoint_added`
-//!    (compile + element delta + `nft -f`), until its rules are in the kernel;
+//!    (incremental element delta, loaded through the agent's long-lived `nft -i`), until its
+//!    rules are in the kernel; anchor: the previous path (full recompile + element delta +
+//!    one `nft -f` process);
 //! 3. throughput: iperf3 between two "pods" on two "nodes" (namespaces, routed, no NAT), with
 //!    no table, with Seam's compiled table holding 10,000 policy rules (100 policies × 100
 //!    rules for other endpoints, plus the receiving pod's policy allowing a 10,000-address
@@ -181,26 +183,79 @@ fn main() {
     println!("  anchor, plain linear rules ({linear_rules} rules, nft -f only): {:.1} ms", ms(lin_t));
     println!("  ratio seam / linear: {:.2}x  (target: seam under 100 ms)", ms(seam_t) / ms(lin_t));
 
-    // --- 2. Churn: endpoint_added on the loaded table, element delta.
+    // --- 2. Churn: endpoint_added on the loaded table (incremental element delta through the
+    // long-lived `nft -i`), next to the previous path (full recompile + element delta + one
+    // `nft -f` process) as the anchor, and the two halves of each measured alone.
     let ns = spaces.add("churn");
     let sync = Arc::new(PolicySync::new("bench", Box::new(NftLoader::new(Some(NetNs::open_named(&ns).unwrap())))));
+    let adds = if quick { 20 } else { 200 };
     let mut churn = Vec::new();
+    let mut world_now = resources.clone();
     rt.block_on(async {
         sync.replace_world(PolicyWorld::from_resources(resources.clone())).await.unwrap();
-        for i in 0..(if quick { 20 } else { 100 }) {
-            let Resource::WorkloadEndpoint(w) = wep(n_ep + i, "bench", i % n_pol, i % 100) else { unreachable!() };
+        for i in 0..adds {
+            let r = wep(n_ep + i, "bench", i % n_pol, i % 100);
+            let Resource::WorkloadEndpoint(w) = r.clone() else { unreachable!() };
             let started = Instant::now();
             let applied = sync.endpoint_added(&w).await.unwrap();
             churn.push(started.elapsed());
             assert_eq!(applied, agent::policy::Applied::Elements, "a new endpoint must be an element delta");
+            world_now.push(r);
         }
     });
     let listed = sh(&["ip", "netns", "exec", &ns, "nft", "list", "map", "inet", "seam", "to_wl"]).unwrap();
-    assert!(listed.contains(&format!("seamb{:010}", n_ep)), "the new endpoint is in the kernel's map");
-    let mut sorted = churn.clone();
-    sorted.sort();
-    println!("churn, new endpoint -> its rules in the kernel ({} adds, element deltas, {n_ep}+ endpoints x {n_pol} policies):", churn.len());
-    println!("  median {:.2} ms, p90 {:.2} ms, max {:.2} ms  (target: under 5 ms)", ms(median(churn)), ms(sorted[sorted.len() * 9 / 10]), ms(*sorted.last().unwrap()));
+    for i in [0, adds - 1] {
+        assert!(listed.contains(&format!("seamb{:010}", n_ep + i)), "new endpoint {i} is in the kernel's map");
+    }
+    let loaded = rt.block_on(sync.loaded()).unwrap();
+    let full = policy::compile(&PolicyWorld::from_resources(world_now.clone()).input("bench")).unwrap();
+    assert!(loaded == full, "after {adds} incremental adds the table equals a full compile");
+    let pct = |v: &[Duration], p: usize| {
+        let mut s = v.to_vec();
+        s.sort();
+        s[(s.len() * p / 100).min(s.len() - 1)]
+    };
+    println!("churn, new endpoint -> its rules in the kernel ({adds} adds via PolicySync::endpoint_added, {n_ep}+ endpoints x {n_pol} policies):");
+    println!(
+        "  seam (incremental delta + nft -i): median {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms  (target: under 5 ms)",
+        ms(pct(&churn, 50)),
+        ms(pct(&churn, 90)),
+        ms(pct(&churn, 99)),
+        ms(*churn.iter().max().unwrap())
+    );
+    // Halves: the delta computation alone, and loading one such element batch with a fresh
+    // `nft -f` process instead of the session.
+    let (mut rs, mut index) = policy::compile_indexed(&PolicyWorld::from_resources(world_now.clone()).input("bench")).unwrap();
+    let mut compute = Vec::new();
+    let mut spawn = Vec::new();
+    for i in 0..(if quick { 10 } else { 50 }) {
+        let Resource::WorkloadEndpoint(w) = wep(n_ep + adds + i, "bench", i % n_pol, i % 100) else { unreachable!() };
+        let e = agent::policy::endpoint(&w, "bench");
+        let started = Instant::now();
+        let script = rs.endpoint_added(&mut index, &e).expect("known combination");
+        compute.push(started.elapsed());
+        spawn.push(nft_in(&ns, &script).unwrap());
+    }
+    println!(
+        "  of which: delta computation median {:.3} ms; the same batches with one `nft -f` process each: median {:.2} ms",
+        ms(median(compute)),
+        ms(median(spawn))
+    );
+    // Anchor: the previous path, full recompile + endpoint_delta + nft -f.
+    let mut prev = Vec::new();
+    let mut world_prev = PolicyWorld::from_resources(world_now.clone());
+    let mut before = policy::compile(&world_prev.input("bench")).unwrap();
+    for i in 0..(if quick { 5 } else { 20 }) {
+        let r = wep(n_ep + 10_000 + i, "bench", i % n_pol, i % 100);
+        let started = Instant::now();
+        world_prev.put(r);
+        let after = policy::compile(&world_prev.input("bench")).unwrap();
+        let script = policy::endpoint_delta(&before, &after).expect("element delta");
+        nft_in(&ns, &script).unwrap();
+        prev.push(started.elapsed());
+        before = after;
+    }
+    println!("  anchor, previous path (full recompile + endpoint_delta + nft -f): median {:.2} ms", ms(median(prev)));
 
     // --- 3. Throughput, pod-to-pod across two nodes.
     let secs = if quick { "2" } else { "5" };

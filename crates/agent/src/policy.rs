@@ -1,6 +1,6 @@
 //! Network policy enforcement on the node: [`PolicySync`] keeps what the compiler needs
 //! (policies, profiles, every node's workload endpoints, pools and nodes for the default
-//! profiles) from a store list + watch, recompiles on every change and loads the result into
+//! profiles) from a store list + watch, keeps the compiled table current and loads it into
 //! the kernel's `inet seam` table — and nothing else (the NAT table `ip seam-nat` belongs to
 //! the pools module, other programs' tables are never named).
 //!
@@ -8,6 +8,13 @@
 //! common case) the element delta is applied; otherwise the whole table is replaced in one
 //! `nft -f` transaction. Either way nft applies the batch atomically: a failed load leaves the
 //! previous table in force, is logged with nft's message and counted in [`PolicyStatus`].
+//!
+//! Endpoint churn (CNI ADD/DEL, and endpoints appearing or leaving through the watch) does not
+//! recompile: [`policy::EndpointIndex`] computes the new endpoint's set and map elements
+//! against the loaded table, and the batch goes to a long-lived `nft -i` ([`NftLoader`]), about
+//! a millisecond in all. Policy, profile and pool changes, and the periodic re-read of the
+//! store, still compile the whole world; so does an endpoint change the index declines (its
+//! combination of policies and profiles has no chain yet, or it is the last user of one).
 //!
 //! The CNI ADD path calls [`PolicySync::endpoint_added`] after recording the endpoint and
 //! before answering, so a workload's policy is in the kernel before the runtime starts it.
@@ -28,8 +35,8 @@ use std::time::{Duration, Instant};
 use dataplane::NetNs;
 use ipnet::IpNet;
 use policy::{
-    compile, default_profile_name, default_profiles, endpoint_delta, Endpoint, NamedPort, OrchestratorPools,
-    PolicyError, PolicyInput, Ruleset,
+    compile_indexed, default_profile_name, default_profiles, endpoint_delta, ElementDelta, Endpoint, EndpointIndex,
+    NamedPort, OrchestratorPools, PolicyError, PolicyInput, Ruleset,
 };
 use resources::{Kind, Labels, Resource, Selector, WorkloadEndpoint};
 use store::{Store, WatchEvent};
@@ -125,16 +132,8 @@ impl PolicyWorld {
     pub fn input(&self, this_node: &str) -> PolicyInput {
         let weps: Vec<&WorkloadEndpoint> =
             self.of(|r| if let Resource::WorkloadEndpoint(w) = r { Some(w) } else { None }).collect();
-        let nodes: Vec<&resources::Node> = self.of(|r| if let Resource::Node(n) = r { Some(n) } else { None }).collect();
-        let pools: Vec<&resources::IPPool> = self.of(|r| if let Resource::IPPool(p) = r { Some(p) } else { None }).collect();
         let stored: Vec<&resources::Profile> = self.of(|r| if let Resource::Profile(p) = r { Some(p) } else { None }).collect();
-
-        let mut orchestrators: BTreeSet<String> = weps.iter().map(|w| w.spec.orchestrator.clone()).collect();
-        orchestrators.extend(nodes.iter().filter_map(|n| n.labels.get(COE_LABEL).cloned()));
-        let pools_of = orchestrator_pools(&orchestrators, &nodes, &pools, &weps);
-        let stored_names: BTreeSet<&str> = stored.iter().map(|p| p.name.as_str()).collect();
-        let mut profiles: Vec<resources::Profile> = stored.iter().map(|p| (*p).clone()).collect();
-        profiles.extend(default_profiles(&pools_of).into_iter().filter(|p| !stored_names.contains(p.name.as_str())));
+        let profiles = self.profiles_with(&weps, &stored);
 
         let namespaces: BTreeMap<String, Labels> = stored
             .iter()
@@ -151,6 +150,37 @@ impl PolicyWorld {
             k8s_policies: Vec::new(),
             profiles,
             namespaces,
+        }
+    }
+}
+
+impl PolicyWorld {
+    /// The profiles the compiler gets: the stored ones plus each orchestrator's default (which
+    /// depends on endpoints too: their orchestrators and the pools their addresses are in).
+    pub fn profiles(&self) -> Vec<resources::Profile> {
+        let weps: Vec<&WorkloadEndpoint> =
+            self.of(|r| if let Resource::WorkloadEndpoint(w) = r { Some(w) } else { None }).collect();
+        let stored: Vec<&resources::Profile> = self.of(|r| if let Resource::Profile(p) = r { Some(p) } else { None }).collect();
+        self.profiles_with(&weps, &stored)
+    }
+
+    fn profiles_with(&self, weps: &[&WorkloadEndpoint], stored: &[&resources::Profile]) -> Vec<resources::Profile> {
+        let nodes: Vec<&resources::Node> = self.of(|r| if let Resource::Node(n) = r { Some(n) } else { None }).collect();
+        let pools: Vec<&resources::IPPool> = self.of(|r| if let Resource::IPPool(p) = r { Some(p) } else { None }).collect();
+        let mut orchestrators: BTreeSet<String> = weps.iter().map(|w| w.spec.orchestrator.clone()).collect();
+        orchestrators.extend(nodes.iter().filter_map(|n| n.labels.get(COE_LABEL).cloned()));
+        let pools_of = orchestrator_pools(&orchestrators, &nodes, &pools, weps);
+        let stored_names: BTreeSet<&str> = stored.iter().map(|p| p.name.as_str()).collect();
+        let mut profiles: Vec<resources::Profile> = stored.iter().map(|p| (*p).clone()).collect();
+        profiles.extend(default_profiles(&pools_of).into_iter().filter(|p| !stored_names.contains(p.name.as_str())));
+        profiles
+    }
+
+    /// The endpoint stored under `key`, if it is a WorkloadEndpoint.
+    fn workload(&self, key: &str) -> Option<&WorkloadEndpoint> {
+        match self.resources.get(key) {
+            Some(Resource::WorkloadEndpoint(w)) => Some(w),
+            _ => None,
         }
     }
 }
@@ -221,24 +251,177 @@ pub type LoadFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Se
 pub trait Loader: Send + Sync {
     /// Applies one `nft -f` batch atomically; Err carries nft's message.
     fn load<'a>(&'a self, script: &'a str) -> LoadFuture<'a, ()>;
+    /// Applies an element-only batch (`add element` / `delete element` lines, see
+    /// [`policy::ElementDelta::to_nft`]) atomically; the hot path of a CNI ADD. By default the
+    /// same as [`Loader::load`].
+    fn load_elements<'a>(&'a self, script: &'a str) -> LoadFuture<'a, ()> {
+        self.load(script)
+    }
     /// Whether Seam's table is in the kernel (someone may have flushed the ruleset).
     fn table_present(&self) -> LoadFuture<'_, bool>;
 }
 
-/// Loads with `nft -f -` in a network namespace (None: the agent's own).
+/// Loads whole tables with `nft -f -` in a network namespace (None: the agent's own), and
+/// element batches through one long-lived `nft -i` there (`NftSession`): starting `nft` costs
+/// ~4 ms per batch on the lab VM, a line to a running one ~0.5 ms.
 pub struct NftLoader {
     ns: Option<NetNs>,
+    /// The interactive nft, started on first use and again after it failed.
+    session: Arc<std::sync::Mutex<Option<NftSession>>>,
 }
 
 impl NftLoader {
     pub fn new(ns: Option<NetNs>) -> NftLoader {
-        NftLoader { ns }
+        NftLoader { ns, session: Arc::new(std::sync::Mutex::new(None)) }
+    }
+
+    async fn start_session(&self) -> Result<NftSession, String> {
+        match &self.ns {
+            // The child inherits the namespace of the thread that spawns it.
+            Some(ns) => ns.run(NftSession::spawn).await.map_err(|e| e.to_string())?,
+            None => NftSession::spawn(),
+        }
+    }
+}
+
+/// How long one element batch may take in `nft -i` before the session is dropped.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `nft -i` fed through stdin. nft runs each input line as one transaction, so an
+/// element batch is sent as one line of `;`-separated commands (atomic: a failing command
+/// leaves the whole line unapplied). Success prints nothing; errors go to stderr with the
+/// offending line. After each batch a marker line that is a syntax error is sent: its error
+/// report (on the same stderr, in order) tells where the batch's output ends, with no kernel
+/// access. Any other output before it means the batch failed.
+struct NftSession {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    /// stderr, line by line, from a reader thread (so waiting can time out).
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Number of the next marker.
+    seq: u64,
+}
+
+impl NftSession {
+    fn spawn() -> Result<NftSession, String> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("nft")
+            .arg("-i")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting nft -i: {e}"))?;
+        let stdin = child.stdin.take().ok_or("nft -i: no stdin pipe")?;
+        let stderr = child.stderr.take().ok_or("nft -i: no stderr pipe")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("seam-nft-i".into())
+            .spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("nft -i reader thread: {e}"))?;
+        Ok(NftSession { child, stdin, lines, seq: 0 })
+    }
+
+    /// Runs one element batch (lines of nft commands) as one transaction. Err(Ok(msg)): nft
+    /// refused it (nothing applied, the session is fine); Err(Err(msg)): the session broke.
+    fn run(&mut self, script: &str) -> Result<(), Result<String, String>> {
+        use std::io::Write;
+        let line = script.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        self.seq += 1;
+        let marker = format!("seam-sync-{}", self.seq);
+        let text = format!("{line}\n{marker}\n");
+        self.stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| Err(format!("writing to nft -i: {e}")))?;
+        let deadline = Instant::now() + SESSION_TIMEOUT;
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l == marker => break,
+                Ok(l) => out.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(Err(format!("nft -i did not answer within {SESSION_TIMEOUT:?}")))
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Err("nft -i exited".to_string()))
+                }
+            }
+        }
+        // The marker's own "Error: syntax error..." line, and the caret line left over from
+        // the previous marker's report.
+        out.pop();
+        let caret_only = |l: &String| l.chars().all(|c| c == ' ' || c == '^');
+        let report: Vec<String> = out.into_iter().skip_while(caret_only).collect();
+        if report.iter().all(|l| l.trim().is_empty()) {
+            Ok(())
+        } else {
+            Err(Ok(report.join("\n")))
+        }
+    }
+}
+
+impl Drop for NftSession {
+    fn drop(&mut self) {
+        // Closing stdin ends nft; reap it so no zombie is left.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Loader for NftLoader {
     fn load<'a>(&'a self, script: &'a str) -> LoadFuture<'a, ()> {
-        Box::pin(async move { dataplane::nft::load(self.ns.as_ref(), script).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            dataplane::nft::load(self.ns.as_ref(), script).await.map_err(|e| e.to_string())?;
+            // Start the session now, so the first CNI ADD does not pay for starting nft.
+            let missing = self.session.lock().map(|s| s.is_none()).unwrap_or(false);
+            if missing {
+                match self.start_session().await {
+                    Ok(started) => {
+                        if let Ok(mut slot) = self.session.lock() {
+                            slot.get_or_insert(started);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "policy: cannot start nft -i; element batches will retry"),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn load_elements<'a>(&'a self, script: &'a str) -> LoadFuture<'a, ()> {
+        Box::pin(async move {
+            let missing = self.session.lock().map_err(|_| "nft -i session lock poisoned".to_string())?.is_none();
+            if missing {
+                let started = self.start_session().await?;
+                *self.session.lock().map_err(|_| "nft -i session lock poisoned".to_string())? = Some(started);
+            }
+            let session = self.session.clone();
+            let script = script.to_string();
+            tokio::task::spawn_blocking(move || {
+                let mut guard = session.lock().map_err(|_| "nft -i session lock poisoned".to_string())?;
+                let Some(s) = guard.as_mut() else { return Err("nft -i session went away".to_string()) };
+                match s.run(&script) {
+                    Ok(()) => Ok(()),
+                    Err(Ok(refused)) => Err(refused),
+                    Err(Err(broken)) => {
+                        *guard = None;
+                        Err(broken)
+                    }
+                }
+            })
+            .await
+            .map_err(|e| format!("nft -i task: {e}"))?
+        })
     }
 
     fn table_present(&self) -> LoadFuture<'_, bool> {
@@ -248,8 +431,8 @@ impl Loader for NftLoader {
     }
 }
 
-/// What one sync did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What one sync did (ordered: a batch reports the most it did).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Applied {
     Unchanged,
     /// Element-only delta loaded.
@@ -294,7 +477,21 @@ struct Inner {
     world: PolicyWorld,
     /// What the kernel has (None: unknown, so the next load replaces the table).
     loaded: Option<Ruleset>,
+    /// The incremental path's index for `loaded`, valid while `current` holds.
+    index: Option<EndpointIndex>,
+    /// The profiles `loaded` was compiled with (an endpoint change that changes them, e.g. a
+    /// new orchestrator's default profile, needs a full compile).
+    profiles: Vec<resources::Profile>,
+    /// True when `loaded` is the compiled form of `world` (false after a failed sync, until the
+    /// next success): only then may an endpoint change be applied as a delta to it.
+    current: bool,
     status: PolicyStatus,
+}
+
+/// One endpoint change for the incremental path.
+enum EndpointChange<'a> {
+    Added(&'a WorkloadEndpoint),
+    Removed { namespace: &'a str, name: &'a str },
 }
 
 /// Keeps `inet seam` equal to the compiled policy of the current resources.
@@ -312,7 +509,14 @@ impl PolicySync {
         PolicySync {
             node: node.to_string(),
             loader,
-            inner: tokio::sync::Mutex::new(Inner { world: PolicyWorld::default(), loaded: None, status: PolicyStatus::default() }),
+            inner: tokio::sync::Mutex::new(Inner {
+                world: PolicyWorld::default(),
+                loaded: None,
+                index: None,
+                profiles: Vec::new(),
+                current: false,
+                status: PolicyStatus::default(),
+            }),
             ready: watch::channel(false).0,
         }
     }
@@ -346,19 +550,58 @@ impl PolicySync {
     }
 
     /// Applies store changes, then loads once.
+    ///
+    /// Endpoints appearing or going away (other nodes' pods, the common churn) are applied as
+    /// element deltas while they can be; anything else (policies, profiles, pools, an endpoint
+    /// that changed) makes the batch end in one full compile.
     pub async fn apply_events(&self, events: &[WatchEvent]) -> Result<Applied, PolicySyncError> {
         let mut inner = self.inner.lock().await;
+        let ready = *self.ready.borrow();
+        let wep_prefix = resources::kind_prefix(Kind::WorkloadEndpoint, None);
         let mut changed = false;
+        let mut full = false;
+        let mut result = Applied::Unchanged;
         for e in events {
+            let key = match e {
+                WatchEvent::Put(kv) => kv.key.as_str(),
+                WatchEvent::Delete { key, .. } => key.as_str(),
+            };
+            let before = inner.world.workload(key).cloned();
             match inner.world.apply_event(e) {
-                Ok(c) => changed |= c,
-                Err(error) => tracing::warn!(%error, "policy: ignoring a stored resource that does not decode"),
+                Ok(false) => continue,
+                Ok(true) => changed = true,
+                Err(error) => {
+                    tracing::warn!(%error, "policy: ignoring a stored resource that does not decode");
+                    continue;
+                }
+            }
+            if !ready || full {
+                continue;
+            }
+            let after = inner.world.workload(key).cloned();
+            let step = match (key.starts_with(&wep_prefix), &before, &after) {
+                (true, None, Some(w)) => self.incremental(&mut inner, EndpointChange::Added(w)).await,
+                (true, Some(w), None) => {
+                    self.incremental(&mut inner, EndpointChange::Removed { namespace: &w.namespace, name: &w.name }).await
+                }
+                _ => None,
+            };
+            match step {
+                Some(Ok(a)) => result = result.max(a),
+                // A failed step already counted and logged; the full sync below reports.
+                Some(Err(_)) | None => full = true,
             }
         }
-        if !changed || !*self.ready.borrow() {
+        if changed && !ready {
+            inner.current = false;
+        }
+        if !changed || !ready {
             return Ok(Applied::Unchanged);
         }
-        self.sync(&mut inner).await
+        if full {
+            return self.sync(&mut inner).await.map(|a| a.max(result));
+        }
+        Ok(result)
     }
 
     /// A new local endpoint (CNI ADD): its policy is loaded before this returns. Waits up to
@@ -369,7 +612,14 @@ impl PolicySync {
             return Err(PolicySyncError::NotReady);
         }
         let mut inner = self.inner.lock().await;
-        inner.world.put(Resource::WorkloadEndpoint(wep.clone()));
+        if inner.world.put(Resource::WorkloadEndpoint(wep.clone())) {
+            if let Some(applied) = self.incremental(&mut inner, EndpointChange::Added(wep)).await {
+                return applied;
+            }
+        } else if inner.current {
+            // Already recorded (e.g. through the watch) and loaded.
+            return Ok(Applied::Unchanged);
+        }
         self.sync(&mut inner).await
     }
 
@@ -377,10 +627,60 @@ impl PolicySync {
     pub async fn endpoint_removed(&self, namespace: &str, name: &str) -> Result<Applied, PolicySyncError> {
         let mut inner = self.inner.lock().await;
         let changed = inner.world.remove(&resources::key(Kind::WorkloadEndpoint, Some(namespace), name));
+        if changed && !*self.ready.borrow() {
+            inner.current = false;
+        }
         if !changed || !*self.ready.borrow() {
             return Ok(Applied::Unchanged);
         }
+        if let Some(applied) = self.incremental(&mut inner, EndpointChange::Removed { namespace, name }).await {
+            return applied;
+        }
         self.sync(&mut inner).await
+    }
+
+    /// One endpoint change (already in `world`) as an element delta on the loaded table,
+    /// without recompiling; None when only a full compile can do it (nothing loaded yet, the
+    /// last sync failed, the default profiles change, or the change needs new chains). A delta
+    /// nft refuses falls back to replacing the whole table.
+    async fn incremental(&self, inner: &mut Inner, change: EndpointChange<'_>) -> Option<Result<Applied, PolicySyncError>> {
+        let started = Instant::now();
+        if !inner.current || inner.loaded.is_none() || inner.index.is_none() {
+            return None;
+        }
+        if inner.world.profiles() != inner.profiles {
+            return None;
+        }
+        let (loaded, index) = (inner.loaded.as_ref()?, inner.index.as_ref()?);
+        let delta: ElementDelta = match change {
+            EndpointChange::Added(wep) => index.endpoint_added(loaded, &endpoint(wep, &self.node))?,
+            EndpointChange::Removed { namespace, name } => index.endpoint_removed(loaded, namespace, name)?,
+        };
+        let applied = if delta.is_empty() {
+            Applied::Unchanged
+        } else {
+            match self.loader.load_elements(&delta.to_nft()).await {
+                Ok(()) => Applied::Elements,
+                Err(error) => {
+                    // The kernel's table is not what we think (edited or flushed by hand): the
+                    // batch changed nothing; replace the table as a whole.
+                    tracing::warn!(%error, "policy: element update refused; replacing the table");
+                    return Some(self.sync_replacing(inner).await);
+                }
+            }
+        };
+        let (loaded, index) = (inner.loaded.as_mut()?, inner.index.as_mut()?);
+        index.apply(loaded, delta);
+        inner.status.local_endpoints = loaded.maps.get(policy::compile::TO_WORKLOAD_MAP).map_or(0, |m| m.elements.len());
+        if applied == Applied::Elements {
+            inner.status.element_loads += 1;
+            inner.status.last_load = Some(started.elapsed());
+            tracing::debug!(took_us = started.elapsed().as_micros() as u64, "policy: endpoint delta loaded");
+        }
+        if inner.status.last_error.take().is_some() {
+            tracing::info!("policy: table inet seam is up to date again");
+        }
+        Some(Ok(applied))
     }
 
     /// Forgets what is loaded when the table is gone from the kernel, and loads again.
@@ -404,8 +704,18 @@ impl PolicySync {
     }
 
     async fn sync(&self, inner: &mut Inner) -> Result<Applied, PolicySyncError> {
+        self.sync_with(inner, false).await
+    }
+
+    /// A sync that replaces the whole table even when only elements differ.
+    async fn sync_replacing(&self, inner: &mut Inner) -> Result<Applied, PolicySyncError> {
+        self.sync_with(inner, true).await
+    }
+
+    async fn sync_with(&self, inner: &mut Inner, replace: bool) -> Result<Applied, PolicySyncError> {
         let started = Instant::now();
-        let result = self.compile_and_load(inner).await;
+        let result = self.compile_and_load(inner, replace).await;
+        inner.current = result.is_ok();
         match &result {
             Ok(applied) => {
                 if *applied != Applied::Unchanged {
@@ -425,11 +735,12 @@ impl PolicySync {
         result
     }
 
-    async fn compile_and_load(&self, inner: &mut Inner) -> Result<Applied, PolicySyncError> {
+    async fn compile_and_load(&self, inner: &mut Inner, replace: bool) -> Result<Applied, PolicySyncError> {
         let input = inner.world.input(&self.node);
-        let wanted = compile(&input)?;
+        let (wanted, index) = compile_indexed(&input)?;
         let local = input.endpoints.iter().filter(|e| e.interface.is_some()).count();
-        let applied = match plan(inner.loaded.as_ref(), &wanted) {
+        let loaded = if replace { None } else { inner.loaded.as_ref() };
+        let applied = match plan(loaded, &wanted) {
             LoadPlan::Unchanged => Applied::Unchanged,
             LoadPlan::Elements(script) => match self.loader.load(&script).await {
                 Ok(()) => Applied::Elements,
@@ -453,6 +764,8 @@ impl PolicySync {
         }
         inner.status.local_endpoints = local;
         inner.loaded = Some(wanted);
+        inner.index = Some(index);
+        inner.profiles = input.profiles;
         Ok(applied)
     }
 
@@ -535,6 +848,7 @@ impl PolicySync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy::compile;
     use std::sync::Mutex;
 
     use resources::{GlobalNetworkPolicy, IPPool, Node, Profile, WorkloadEndpointSpec};
@@ -608,6 +922,12 @@ mod tests {
     fn allow_all() -> Resource {
         let yaml = "apiVersion: v1\nkind: policy\nmetadata:\n  name: allow-all\nspec:\n  types: [ingress, egress]\n  ingress:\n  - action: allow\n  egress:\n  - action: allow\n";
         resources::parse_documents(yaml, "seed-policy.yaml").unwrap().remove(0)
+    }
+
+    /// Ingress from endpoints labelled `role: fe`: a selector set that pods join.
+    fn from_fe() -> Resource {
+        let yaml = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: from-fe\nspec:\n  selector: all()\n  ingress:\n  - action: Allow\n    source:\n      selector: role == 'fe'\n";
+        resources::parse_documents(yaml, "from-fe.yaml").unwrap().remove(0)
     }
 
     fn sync(node: &str) -> (PolicySync, Arc<Recorder>) {
@@ -777,5 +1097,116 @@ mod tests {
         let err = s.replace_world(w).await.unwrap_err();
         assert!(err.to_string().contains("GlobalNetworkPolicy broken") && err.to_string().contains("protocol"), "{err}");
         assert_eq!(rec.scripts.lock().unwrap().len(), 1, "nothing loaded after the bad policy");
+    }
+
+    #[tokio::test]
+    async fn endpoint_churn_takes_the_incremental_path_and_matches_a_full_compile() {
+        let (s, rec) = sync("k1");
+        let mut w = seed_world();
+        w.put(from_fe());
+        s.replace_world(w.clone()).await.unwrap();
+        // Local and remote pods with known combinations: element deltas, no table replace.
+        let web = wep("web", "k1", "kubernetes", "192.168.0.2/32", "seamccccccccccc", &[("role", "fe")]);
+        let far = wep("far", "k9", "kubernetes", "192.168.0.77/32", "", &[("role", "fe")]);
+        assert_eq!(s.endpoint_added(&web).await.unwrap(), Applied::Elements);
+        assert_eq!(s.endpoint_added(&far).await.unwrap(), Applied::Elements);
+        assert_eq!(s.endpoint_added(&web).await.unwrap(), Applied::Unchanged, "known and loaded");
+        w.put(Resource::WorkloadEndpoint(web.clone()));
+        w.put(Resource::WorkloadEndpoint(far.clone()));
+        assert_eq!(s.loaded().await.unwrap(), compile(&w.input("k1")).unwrap(), "same as a full compile");
+        let st = s.status().await;
+        assert_eq!((st.full_loads, st.element_loads, st.local_endpoints), (1, 2, 2));
+
+        // Through the watch too: another node's pod appearing and going away.
+        let kv = |wep: &WorkloadEndpoint, rev: u64| store::KeyValue {
+            key: resources::key(Kind::WorkloadEndpoint, Some("default"), &wep.name),
+            value: serde_json::to_vec(&Resource::WorkloadEndpoint(wep.clone()).to_value()).unwrap(),
+            create_revision: rev,
+            mod_revision: rev,
+        };
+        let other = wep("other", "k9", "kubernetes", "192.168.0.78/32", "", &[("role", "fe")]);
+        assert_eq!(s.apply_events(&[WatchEvent::Put(kv(&other, 10))]).await.unwrap(), Applied::Elements);
+        let del = WatchEvent::Delete { key: kv(&other, 11).key, revision: 11 };
+        assert_eq!(s.apply_events(&[del]).await.unwrap(), Applied::Elements);
+        assert_eq!(s.loaded().await.unwrap(), compile(&w.input("k1")).unwrap());
+
+        // DEL of a local pod that shares its chains: elements; of the last one: a full compile.
+        assert_eq!(s.endpoint_removed("default", "web").await.unwrap(), Applied::Elements);
+        assert!(rec.scripts.lock().unwrap().last().unwrap().starts_with("delete element inet seam "));
+        assert_eq!(s.endpoint_removed("default", "client").await.unwrap(), Applied::Replaced);
+        w.remove(&resources::key(Kind::WorkloadEndpoint, Some("default"), "web"));
+        w.remove(&resources::key(Kind::WorkloadEndpoint, Some("default"), "client"));
+        assert_eq!(s.loaded().await.unwrap(), compile(&w.input("k1")).unwrap());
+
+        // A pod of a new orchestrator brings a new default profile: full compile.
+        let nomad = wep("job", "k1", "nomad", "192.168.0.9/32", "seamddddddddddd", &[]);
+        assert_eq!(s.endpoint_added(&nomad).await.unwrap(), Applied::Replaced);
+        w.put(Resource::WorkloadEndpoint(nomad));
+        assert_eq!(s.loaded().await.unwrap(), compile(&w.input("k1")).unwrap());
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_sync_endpoint_changes_compile_in_full() {
+        let (s, rec) = sync("k1");
+        s.replace_world(seed_world()).await.unwrap();
+        *rec.fail.lock().unwrap() = Some("Error: out of memory".into());
+        let web = wep("web", "k1", "kubernetes", "192.168.0.2/32", "seamccccccccccc", &[]);
+        // The element batch and its whole-table fallback are both refused: reported, and the
+        // loaded table is still the one before.
+        let before = s.loaded().await;
+        let err = s.endpoint_added(&web).await.unwrap_err();
+        assert!(matches!(&err, PolicySyncError::Load(m) if m.contains("out of memory")), "{err}");
+        assert_eq!(s.loaded().await, before);
+        *rec.fail.lock().unwrap() = None;
+        // The world is ahead of the loaded table: the next change is a full sync, which
+        // catches up with the earlier one too.
+        let more = wep("more", "k1", "kubernetes", "192.168.0.3/32", "seameeeeeeeeeee", &[]);
+        assert_eq!(s.endpoint_added(&more).await.unwrap(), Applied::Elements);
+        assert!(rec.scripts.lock().unwrap().last().unwrap().contains("seamccccccccccc"), "web caught up");
+        let mut w = seed_world();
+        w.put(Resource::WorkloadEndpoint(web));
+        w.put(Resource::WorkloadEndpoint(more));
+        assert_eq!(s.loaded().await.unwrap(), compile(&w.input("k1")).unwrap());
+    }
+
+    /// A named namespace for one test, deleted on drop (also when the test fails).
+    struct TestNs(String);
+
+    impl Drop for TestNs {
+        fn drop(&mut self) {
+            let _ = NetNs::delete_named(&self.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn nft_session_applies_element_batches_atomically_and_reports_refusals() {
+        let name = format!("seam-pt-{}-nfti", std::process::id());
+        let _guard = TestNs(name.clone());
+        let ns = NetNs::create_named(&name).expect("creating a test namespace (needs root)");
+        let loader = NftLoader::new(Some(ns));
+        let mut w = seed_world();
+        w.put(from_fe());
+        let input = w.input("k1");
+        let (mut rs, mut index) = compile_indexed(&input).unwrap();
+        loader.load(&rs.to_nft()).await.unwrap();
+
+        let mut add = |n: u8| {
+            let w = wep(&format!("w{n}"), "k1", "kubernetes", &format!("192.168.0.{n}/32"), &format!("seamw{n}"), &[("role", "fe")]);
+            let e = endpoint(&w, "k1");
+            rs.endpoint_added(&mut index, &e).expect("known combination")
+        };
+        let first = add(20);
+        loader.load_elements(&first).await.unwrap();
+        // A batch with one bad command: refused with nft's message, nothing of it applied.
+        let second = add(21);
+        let bad = format!("{second}add element inet seam no_such_set {{ 10.0.0.1 }}\n");
+        let err = loader.load_elements(&bad).await.unwrap_err();
+        assert!(err.contains("No such file or directory") && err.contains("no_such_set"), "{err}");
+        // The session survives a refusal.
+        loader.load_elements(&add(22)).await.unwrap();
+        let listed = dataplane::nft::list_table(loader.ns.as_ref()).await.unwrap().unwrap();
+        assert!(listed.contains("\"seamw20\"") && listed.contains("\"seamw22\""), "{listed}");
+        assert!(!listed.contains("\"seamw21\""), "the refused batch changed nothing:\n{listed}");
+        assert!(listed.contains("192.168.0.22") && !listed.contains("192.168.0.21"), "{listed}");
     }
 }

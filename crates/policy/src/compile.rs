@@ -23,7 +23,7 @@ pub const EGRESS_BASE: &str = "fwd_from_wl";
 pub const INGRESS_BASE: &str = "fwd_to_wl";
 
 /// FNV-1a: a stable hash (unlike std's) for chain and set names.
-fn hash(text: &str) -> String {
+pub(crate) fn hash(text: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);
@@ -34,13 +34,13 @@ fn hash(text: &str) -> String {
 
 /// A traffic direction relative to the workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dir {
+pub(crate) enum Dir {
     Ingress,
     Egress,
 }
 
 impl Dir {
-    fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             Dir::Ingress => "i",
             Dir::Egress => "e",
@@ -49,7 +49,8 @@ impl Dir {
 }
 
 /// A policy of any kind, normalized.
-struct Pol {
+#[derive(Clone, Debug)]
+pub(crate) struct Pol {
     /// How errors and comments name it.
     display: String,
     /// Unique identity, also the tie-breaker after `order`.
@@ -70,6 +71,38 @@ impl Pol {
             Dir::Egress => self.egress.as_ref(),
         }
     }
+
+    /// Whether this policy selects an endpoint (namespace scope, then selector) and governs `d`.
+    pub(crate) fn applies(&self, d: Dir, namespace: &str, labels: &Labels, ns_labels: &Labels) -> bool {
+        if self.rules(d).is_none() {
+            return false;
+        }
+        let ns_ok = match (&self.namespace, &self.ns_selector) {
+            (Some(ns), _) => namespace == ns,
+            (None, Some(Selector::Global)) => false,
+            (None, Some(nss)) => nss.matches(ns_labels),
+            (None, None) => true,
+        };
+        ns_ok && self.selector.matches(labels)
+    }
+
+    /// Name of this policy's chain for `d` when its Pass rules go to `profile_chain`.
+    pub(crate) fn chain_name(&self, d: Dir, profile_chain: &str) -> String {
+        let has_pass = self.rules(d).is_some_and(|rules| rules.iter().any(|r| r.action == Action::Pass));
+        let id = if has_pass { format!("{}|{}", self.display, profile_chain) } else { self.display.clone() };
+        format!("po_{}_{}", hash(&id), d.tag())
+    }
+}
+
+/// Name of the chain running these profiles in order for `d`.
+pub(crate) fn profile_list_chain_name(d: Dir, profiles: &[String]) -> String {
+    format!("pl_{}_{}", hash(&profiles.join("\n")), d.tag())
+}
+
+/// Name of the chain shared by endpoints whose policies' chains are `jumps` and whose profile
+/// list chain is `profile_chain`.
+pub(crate) fn endpoint_chain_name(d: Dir, jumps: &[String], profile_chain: &str) -> String {
+    format!("ep_{}_{}", hash(&format!("{}|{}", jumps.join(","), profile_chain)), d.tag())
 }
 
 fn parse_sel(text: &str, obj: &str, field: &str) -> Result<Selector, PolicyError> {
@@ -89,7 +122,7 @@ fn directions(types: &[PolicyType], ingress: &[Rule], egress: &[Rule]) -> (bool,
     }
 }
 
-fn normalize(input: &PolicyInput) -> Result<Vec<Pol>, PolicyError> {
+pub(crate) fn normalize(input: &PolicyInput) -> Result<Vec<Pol>, PolicyError> {
     let mut out = Vec::new();
     for g in &input.global_policies {
         let obj = format!("GlobalNetworkPolicy {}", g.name);
@@ -140,13 +173,25 @@ fn normalize(input: &PolicyInput) -> Result<Vec<Pol>, PolicyError> {
 /// Which endpoints a rule's selector side means: the selector, within the policy's namespace
 /// (namespaced policies) or within namespaces matching `ns_selector`, or anywhere (global).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Filter {
+pub(crate) struct Filter {
     namespace: Option<String>,
     ns_selector: Option<Selector>,
     selector: Selector,
 }
 
 impl Filter {
+    /// Whether an endpoint of `namespace` with these effective labels is selected.
+    pub(crate) fn matches(&self, namespace: &str, labels: &Labels, ns_labels: &Labels) -> bool {
+        let ns_ok = match (&self.ns_selector, &self.namespace) {
+            // global() names non-namespaced objects; workload endpoints never are.
+            (Some(Selector::Global), _) => false,
+            (Some(nss), _) => nss.matches(ns_labels),
+            (None, Some(ns)) => namespace == ns,
+            (None, None) => true,
+        };
+        ns_ok && self.selector.matches(labels)
+    }
+
     fn key(&self) -> String {
         format!(
             "ns={:?};nss={};sel={}",
@@ -167,14 +212,7 @@ struct View<'a> {
 
 impl View<'_> {
     fn in_filter(&self, f: &Filter) -> bool {
-        let ns_ok = match (&f.ns_selector, &f.namespace) {
-            // global() names non-namespaced objects; workload endpoints never are.
-            (Some(Selector::Global), _) => false,
-            (Some(nss), _) => nss.matches(&self.ns_labels),
-            (None, Some(ns)) => &self.ep.namespace == ns,
-            (None, None) => true,
-        };
-        ns_ok && f.selector.matches(&self.labels)
+        f.matches(&self.ep.namespace, &self.labels, &self.ns_labels)
     }
 }
 
@@ -186,7 +224,7 @@ enum PortVariant {
     Named(Vec<String>),
 }
 
-fn proto_num(p: Protocol) -> u8 {
+pub(crate) fn proto_num(p: Protocol) -> u8 {
     match p {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
@@ -198,7 +236,7 @@ fn proto_num(p: Protocol) -> u8 {
     }
 }
 
-fn family_of(net: &IpNet) -> Family {
+pub(crate) fn family_of(net: &IpNet) -> Family {
     match net {
         IpNet::V4(_) => Family::V4,
         IpNet::V6(_) => Family::V6,
@@ -210,10 +248,57 @@ struct Compiler<'a> {
     views: Vec<View<'a>>,
     profiles: BTreeMap<&'a str, &'a resources::Profile>,
     rs: Ruleset,
+    /// Where each set of `rs` comes from (for [`crate::incremental`]).
+    sources: BTreeMap<String, SetSource>,
+}
+
+/// An endpoint's effective labels (its profiles' `labelsToApply`, its own, Seam's) and its
+/// namespace's labels, as selectors see them.
+pub(crate) fn effective_labels<'p>(
+    ep: &Endpoint,
+    profile_labels: impl Fn(&str) -> Option<&'p Labels>,
+    namespaces: &BTreeMap<String, Labels>,
+) -> (Labels, Labels) {
+    let mut labels = Labels::new();
+    for name in &ep.profiles {
+        if let Some(l) = profile_labels(name) {
+            labels.extend(l.clone());
+        }
+    }
+    labels.extend(ep.labels.clone());
+    labels.insert(NAMESPACE_LABEL.into(), ep.namespace.clone());
+    labels.insert(ORCHESTRATOR_LABEL.into(), ep.orchestrator.clone());
+    let mut ns_labels = namespaces.get(&ep.namespace).cloned().unwrap_or_default();
+    ns_labels.insert(NAMESPACE_NAME_LABEL.into(), ep.namespace.clone());
+    ns_labels.insert("projectcalico.org/name".into(), ep.namespace.clone());
+    (labels, ns_labels)
+}
+
+/// Whether `name` is usable as a workload's host-side interface (and safe inside quotes).
+pub(crate) fn valid_interface(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 15 && name.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+}
+
+/// What a named set holds, so the incremental path can decide an endpoint's membership
+/// without recompiling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SetSource {
+    /// Addresses of this family of the endpoints the filter selects.
+    Addr(Filter, Family),
+    /// (address, protocol, port) of the selected endpoints' named ports with these names.
+    NamedPort { filter: Filter, proto: u8, names: Vec<String>, family: Family },
 }
 
 /// Compile policies, profiles and endpoints into Seam's table.
 pub fn compile(input: &PolicyInput) -> Result<Ruleset, PolicyError> {
+    compile_parts(input).map(|(rs, _, _)| rs)
+}
+
+/// What [`compile_parts`] gives: the table, the normalized policies, where each set comes from.
+pub(crate) type Parts = (Ruleset, Vec<Pol>, BTreeMap<String, SetSource>);
+
+/// The compiled table, the normalized policies and where each set comes from.
+pub(crate) fn compile_parts(input: &PolicyInput) -> Result<Parts, PolicyError> {
     let pols = normalize(input)?;
     let mut profiles = BTreeMap::new();
     for p in &input.profiles {
@@ -226,53 +311,32 @@ pub fn compile(input: &PolicyInput) -> Result<Ruleset, PolicyError> {
     for ep in &input.endpoints {
         let obj = format!("WorkloadEndpoint {}/{}", ep.namespace, ep.name);
         if let Some(i) = &ep.interface {
-            if i.is_empty() || i.len() > 15 || !i.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
+            if !valid_interface(i) {
                 return Err(PolicyError::new(obj, "spec.interfaceName", format!("{i:?} is not a Linux interface name")));
             }
             if !ifaces.insert(i.clone()) {
                 return Err(PolicyError::new(obj, "spec.interfaceName", format!("{i} is used by another endpoint")));
             }
         }
-        let mut labels = Labels::new();
-        for name in &ep.profiles {
-            if let Some(p) = profiles.get(name.as_str()) {
-                labels.extend(p.spec.labels_to_apply.clone());
-            }
-        }
-        labels.extend(ep.labels.clone());
-        labels.insert(NAMESPACE_LABEL.into(), ep.namespace.clone());
-        labels.insert(ORCHESTRATOR_LABEL.into(), ep.orchestrator.clone());
-        let mut ns_labels = input.namespaces.get(&ep.namespace).cloned().unwrap_or_default();
-        ns_labels.insert(NAMESPACE_NAME_LABEL.into(), ep.namespace.clone());
-        ns_labels.insert("projectcalico.org/name".into(), ep.namespace.clone());
+        let (labels, ns_labels) =
+            effective_labels(ep, |name| profiles.get(name).map(|p| &p.spec.labels_to_apply), &input.namespaces);
         views.push(View { ep, labels, ns_labels });
     }
-    let mut c = Compiler { views, profiles, rs: Ruleset::default() };
+    let mut c = Compiler { views, profiles, rs: Ruleset::default(), sources: BTreeMap::new() };
     c.base_chains();
     for dir in [Dir::Ingress, Dir::Egress] {
         for i in 0..c.views.len() {
             let Some(iface) = c.views[i].ep.interface.clone() else { continue };
-            let applied: Vec<&Pol> = pols
-                .iter()
-                .filter(|p| p.rules(dir).is_some())
-                .filter(|p| {
-                    let v = &c.views[i];
-                    let ns_ok = match (&p.namespace, &p.ns_selector) {
-                        (Some(ns), _) => &v.ep.namespace == ns,
-                        (None, Some(Selector::Global)) => false,
-                        (None, Some(nss)) => nss.matches(&v.ns_labels),
-                        (None, None) => true,
-                    };
-                    ns_ok && p.selector.matches(&v.labels)
-                })
-                .collect();
+            let v = &c.views[i];
+            let applied: Vec<&Pol> =
+                pols.iter().filter(|p| p.applies(dir, &v.ep.namespace, &v.labels, &v.ns_labels)).collect();
             let profile_names = c.views[i].ep.profiles.clone();
             let chain = c.endpoint_chain(dir, &applied, &profile_names)?;
             let map = if dir == Dir::Ingress { TO_WORKLOAD_MAP } else { FROM_WORKLOAD_MAP };
             c.rs.maps.get_mut(map).expect("declared by base_chains").elements.insert(iface, chain);
         }
     }
-    Ok(c.rs)
+    Ok((c.rs, pols, c.sources))
 }
 
 impl<'a> Compiler<'a> {
@@ -301,7 +365,7 @@ impl<'a> Compiler<'a> {
         for p in pols {
             jumps.push(self.policy_chain(dir, p, &pl)?);
         }
-        let name = format!("ep_{}_{}", hash(&format!("{}|{}", jumps.join(","), pl)), dir.tag());
+        let name = endpoint_chain_name(dir, &jumps, &pl);
         if self.rs.chains.contains_key(&name) {
             return Ok(name);
         }
@@ -324,7 +388,7 @@ impl<'a> Compiler<'a> {
 
     /// Profiles in order, then drop. Unknown profile names (not yet created) contribute nothing.
     fn profile_list_chain(&mut self, dir: Dir, profiles: &[String]) -> Result<String, PolicyError> {
-        let name = format!("pl_{}_{}", hash(&profiles.join("\n")), dir.tag());
+        let name = profile_list_chain_name(dir, profiles);
         if self.rs.chains.contains_key(&name) {
             return Ok(name);
         }
@@ -362,9 +426,7 @@ impl<'a> Compiler<'a> {
     /// so its chain is per (policy, profile list); others are shared by all endpoints.
     fn policy_chain(&mut self, dir: Dir, p: &Pol, profile_chain: &str) -> Result<String, PolicyError> {
         let rules = p.rules(dir).expect("only applied policies");
-        let has_pass = rules.iter().any(|r| r.action == Action::Pass);
-        let id = if has_pass { format!("{}|{}", p.display, profile_chain) } else { p.display.clone() };
-        let name = format!("po_{}_{}", hash(&id), dir.tag());
+        let name = p.chain_name(dir, profile_chain);
         if self.rs.chains.contains_key(&name) {
             return Ok(name);
         }
@@ -403,6 +465,7 @@ impl<'a> Compiler<'a> {
         }
         let elements = nets.into_iter().map(SetElem::Net).collect();
         self.rs.sets.insert(name.clone(), NamedSet { set_type: SetType::Addr(fam), elements });
+        self.sources.insert(name.clone(), SetSource::Addr(f.clone(), fam));
         name
     }
 
@@ -422,6 +485,10 @@ impl<'a> Compiler<'a> {
             }
         }
         self.rs.sets.insert(name.clone(), NamedSet { set_type: SetType::AddrProtoPort(fam), elements });
+        self.sources.insert(
+            name.clone(),
+            SetSource::NamedPort { filter: f.clone(), proto, names: names.to_vec(), family: fam },
+        );
         name
     }
 

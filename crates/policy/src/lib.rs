@@ -20,6 +20,7 @@
 
 pub mod compile;
 pub mod eval;
+pub mod incremental;
 pub mod k8s;
 pub mod nft;
 
@@ -33,6 +34,7 @@ use resources::{
 
 pub use compile::compile;
 pub use eval::{evaluate, trace, Packet, Trace, Verdict};
+pub use incremental::{compile_indexed, ElementDelta, EndpointIndex};
 pub use nft::{endpoint_delta, CtState, Ruleset};
 
 /// Label every endpoint gets with its namespace (Calico's name), so selectors can use it.

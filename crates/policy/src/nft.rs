@@ -85,6 +85,22 @@ pub struct NamedSet {
     pub elements: BTreeSet<SetElem>,
 }
 
+/// True for a prefix wider than one address (it needs an interval set).
+pub(crate) fn is_wide(e: &SetElem) -> bool {
+    matches!(e, SetElem::Net(n) if n.prefix_len() < n.max_prefix_len())
+}
+
+impl NamedSet {
+    /// Whether the set is declared with `flags interval`: only when it holds a prefix wider
+    /// than one address. Sets of host addresses (the normal case: pods have /32 and /128) are
+    /// plain hash sets, and that matters for churn: before applying any `add element`, nft
+    /// (1.0.6) dumps the elements of every interval set of the table, which costs milliseconds
+    /// per batch with a hundred selector sets; with hash sets it dumps none.
+    pub fn needs_interval(&self) -> bool {
+        matches!(self.set_type, SetType::Addr(_)) && self.elements.iter().any(is_wide)
+    }
+}
+
 /// Which interface name a verdict map is keyed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IfKey {
@@ -211,7 +227,7 @@ fn chain_rank(name: &str, chain: &Chain) -> u8 {
     }
 }
 
-fn render_elem(e: &SetElem) -> String {
+pub(crate) fn render_elem(e: &SetElem) -> String {
     match e {
         SetElem::Net(n) => render_net(n),
         SetElem::AddrProtoPort(a, p, port) => format!("{a} . {p} . {port}"),
@@ -299,12 +315,12 @@ impl NftRule {
     }
 }
 
-fn set_type_decl(t: SetType) -> (&'static str, bool) {
+fn set_type_decl(t: SetType) -> &'static str {
     match t {
-        SetType::Addr(Family::V4) => ("ipv4_addr", true),
-        SetType::Addr(Family::V6) => ("ipv6_addr", true),
-        SetType::AddrProtoPort(Family::V4) => ("ipv4_addr . inet_proto . inet_service", false),
-        SetType::AddrProtoPort(Family::V6) => ("ipv6_addr . inet_proto . inet_service", false),
+        SetType::Addr(Family::V4) => "ipv4_addr",
+        SetType::Addr(Family::V6) => "ipv6_addr",
+        SetType::AddrProtoPort(Family::V4) => "ipv4_addr . inet_proto . inet_service",
+        SetType::AddrProtoPort(Family::V6) => "ipv6_addr . inet_proto . inet_service",
     }
 }
 
@@ -330,10 +346,10 @@ impl Ruleset {
         let _ = writeln!(out, "delete table {t}");
         let _ = writeln!(out, "table {t} {{");
         for (name, set) in &self.sets {
-            let (ty, interval) = set_type_decl(set.set_type);
+            let ty = set_type_decl(set.set_type);
             let _ = writeln!(out, "\tset {name} {{");
             let _ = writeln!(out, "\t\ttype {ty}");
-            if interval {
+            if set.needs_interval() {
                 let _ = writeln!(out, "\t\tflags interval");
             }
             if !set.elements.is_empty() {
@@ -385,6 +401,7 @@ pub fn endpoint_delta(old: &Ruleset, new: &Ruleset) -> Option<String> {
         || !old.sets.keys().eq(new.sets.keys())
         || !old.maps.keys().eq(new.maps.keys())
         || old.sets.iter().zip(&new.sets).any(|((_, a), (_, b))| a.set_type != b.set_type)
+        || old.sets.iter().zip(&new.sets).any(|((_, a), (_, b))| a.needs_interval() != b.needs_interval())
         || old.maps.iter().zip(&new.maps).any(|((_, a), (_, b))| a.key != b.key)
     {
         return None;

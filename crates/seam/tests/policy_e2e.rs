@@ -91,7 +91,8 @@ impl Lab {
             _turn: turn,
         };
         let plugin = cni_plugin();
-        lab.seam_lab(&["up", "--cni-plugin", plugin.to_str().unwrap()]);
+        // Without the seed policy: the default profiles must block cross-orchestrator traffic first.
+        lab.seam_lab(&["up", "--no-policy", "--cni-plugin", plugin.to_str().unwrap()]);
         let env = lab.seam_lab(&["env"]);
         lab.datastore = env
             .lines()
