@@ -764,15 +764,17 @@ fn treat_as_withdraw_merges_into_existing_mp_unreach_or_resets() {
         decode_update(&update_bytes(&[], &cat(&[&unreach, &reach4, &bad_origin, &EMPTY_AS_PATH]), &[]), &ctx4());
     assert_eq!(u.withdrawn, vec![p("10.0.0.0/8")]);
     assert_eq!(u.mp_unreach.unwrap().withdrawn, vec![p("2002::/16")]);
-    // IPv6 multicast announcements next to an IPv6 unicast MP_UNREACH cannot both be kept.
+    // IPv6 multicast is not routed by Seam: its MP_REACH is discarded as an unsupported family
+    // (never merged into unicast), and the unicast withdrawals stay.
     let reach_mc = attr(0x80, 14, &cat(&[&[0, 2, 2, 16], &V6_NH, &[0, 8, 0xff]]));
-    let e = decode_err(&update_bytes(&[], &cat(&[&unreach, &reach_mc, &bad_origin, &EMPTY_AS_PATH]), &[]), &ctx4());
-    assert_reset(
-        &e,
-        DecodeErrorKind::WithdrawFamilyClash { family: Family { afi: 2, safi: 2 }, other: Family::IPV6_UNICAST },
-        1,
-        &[],
-    );
+    let (u, issues) =
+        decode_update(&update_bytes(&[], &cat(&[&unreach, &reach_mc, &bad_origin, &EMPTY_AS_PATH]), &[]), &ctx4());
+    assert!(u.mp_reach.is_none());
+    assert_eq!(u.mp_unreach.unwrap().withdrawn, vec![p("2002::/16")]);
+    assert!(issues
+        .discarded
+        .iter()
+        .any(|i| i.type_code == 14 && i.reason == IssueReason::UnsupportedFamily { family: Family { afi: 2, safi: 2 } }));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -313,3 +313,46 @@ async fn best_path_subscribers_get_a_snapshot_then_changes() {
         daemon.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_the_runtime_cannot_honour_are_refused_at_start() {
+    let port = free_port();
+    // A per-neighbor local AS different from the global one.
+    let text = format!(
+        "{}[[neighbors]]\n[neighbors.config]\nneighbor-address = \"127.0.0.30\"\npeer-as = 65030\nlocal-as = 65000\n",
+        reflector_toml(port, &[])
+    );
+    let config = Config::from_toml_str(&text, "t.toml", &|_| None).unwrap();
+    let error = Daemon::start(config, RunOptions::default()).await.err().expect("refused");
+    assert!(error.to_string().contains("neighbor 127.0.0.30: local-as 65000"), "{error}");
+
+    // Two clients with different cluster ids: one reflector has one CLUSTER_ID.
+    let mut text = reflector_toml(port, &["127.0.0.31", "127.0.0.32"]);
+    text = text.replacen(
+        "route-reflector-client = true\n",
+        "route-reflector-client = true\nroute-reflector-cluster-id = \"10.0.0.1\"\n",
+        1,
+    );
+    let config = Config::from_toml_str(&text, "t.toml", &|_| None).unwrap();
+    let error = Daemon::start(config, RunOptions::default()).await.err().expect("refused");
+    assert!(error.to_string().contains("route-reflector-cluster-id 10.0.0.1 and 127.0.0.1 differ"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_cluster_id_is_the_one_reflected() {
+    let port = free_port();
+    let rr_text = reflector_toml(port, &["127.0.0.33", "127.0.0.34"]).replace(
+        "route-reflector-client = true\n",
+        "route-reflector-client = true\nroute-reflector-cluster-id = \"10.255.0.1\"\n",
+    );
+    let rr = start(&rr_text).await;
+    let a = start(&client_toml("127.0.0.33", 64511, port)).await;
+    let b = start(&client_toml("127.0.0.34", 64511, port)).await;
+    a.control().originate("192.168.7.0/26".parse().unwrap(), igp_route()).await.unwrap();
+    let b_c = b.control();
+    let attrs = wait_for("reflected route", Duration::from_secs(10), || route(&b_c, "192.168.7.0/26")).await;
+    assert_eq!(attrs.cluster_list, vec![Ipv4Addr::new(10, 255, 0, 1)]);
+    for daemon in [a, b, rr] {
+        daemon.stop().await;
+    }
+}

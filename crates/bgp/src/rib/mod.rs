@@ -840,8 +840,12 @@ impl Rib {
         let mut a = attrs.clone();
         a.next_hop = next_hop;
         if meta.ebgp {
-            // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored.
+            // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored. RFC 7606 §7.9 and
+            // §7.10: ORIGINATOR_ID and CLUSTER_LIST from an external peer are discarded, so an
+            // eBGP peer cannot make its routes fail our loop checks or steer the tie-breaks.
             a.local_pref = None;
+            a.originator_id = None;
+            a.cluster_list.clear();
         }
         let reason = if a.next_hop.is_none() {
             Some(RejectReason::MissingNextHop)

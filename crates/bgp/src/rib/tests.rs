@@ -1000,3 +1000,24 @@ fn consecutive_restarts_keep_everything_stale() {
     assert_eq!(rib.end_of_rib(a, Family::IPV4_UNICAST), 2);
     assert!(drain(&mut rib, b).iter().any(|u| !withdrawn(std::slice::from_ref(u)).is_empty()));
 }
+
+#[test]
+fn ebgp_supplied_originator_id_and_cluster_list_are_discarded() {
+    // RFC 7606 §7.9/§7.10: an external peer cannot make its own route fail our loop checks
+    // (our router id as ORIGINATOR_ID, our cluster id in CLUSTER_LIST) or carry them into iBGP.
+    let mut rib = rib();
+    let external = rib.peer_up(ebgp(2, 65002));
+    let client = rib.peer_up(ibgp(3, true));
+    drain(&mut rib, client);
+    let mut a = attrs("10.0.0.2", &[65002]);
+    a.originator_id = Some(rib.config().router_id);
+    a.cluster_list = vec![rib.config().cluster_id];
+    rib.apply_update(external, &announce(&["203.0.113.0/24"], a), Instant::now());
+    let stored = best(&rib, "203.0.113.0/24").expect("accepted, not treated as a loop");
+    assert_eq!(stored.attrs.originator_id, None);
+    assert!(stored.attrs.cluster_list.is_empty());
+    let sent = announced(&drain(&mut rib, client));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.originator_id, None, "eBGP-learned routes are not reflected, so no ORIGINATOR_ID");
+    assert!(sent[0].1.cluster_list.is_empty());
+}

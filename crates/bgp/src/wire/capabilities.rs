@@ -137,8 +137,10 @@ fn decode_capabilities(mut data: &[u8], out: &mut Vec<Capability>) -> Result<(),
                 }
                 let mut entries = Vec::with_capacity(len / 4);
                 for c in v.chunks_exact(4) {
+                    // RFC 7911 §4: an entry whose Send/Receive value is not 1, 2 or 3 is ignored
+                    // (not a session error).
                     if !(1..=3).contains(&c[3]) {
-                        return Err(DecodeError::malformed_capability(code, "send/receive value is not 1, 2 or 3"));
+                        continue;
                     }
                     entries.push(AddPathFamily { family: family_at(c), receive: c[3] & 1 != 0, send: c[3] & 2 != 0 });
                 }

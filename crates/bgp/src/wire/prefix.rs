@@ -9,10 +9,11 @@ use super::error::EncodeError;
 use super::Nlri;
 use crate::types::{Family, Prefix, AFI_IPV4, AFI_IPV6};
 
-/// Whether the codec can parse NLRI of this family: IPv4/IPv6 unicast and multicast share the
-/// plain prefix encoding.
+/// Whether the codec parses NLRI of this family: IPv4 and IPv6 unicast, the families Seam
+/// routes. Others (multicast included) are discarded as unsupported rather than parsed, because
+/// the RIB keys routes by prefix alone and would otherwise merge them into unicast.
 pub(crate) fn supported_family(family: Family) -> bool {
-    matches!(family.afi, AFI_IPV4 | AFI_IPV6) && matches!(family.safi, 1 | 2)
+    matches!(family.afi, AFI_IPV4 | AFI_IPV6) && family.safi == crate::types::SAFI_UNICAST
 }
 
 /// Parse a run of prefixes of one AFI, appending to `out`. Host bits past the prefix length are

@@ -124,13 +124,9 @@ impl Core {
                 .fsm
                 .validate()
                 .map_err(|error| anyhow::anyhow!("neighbor {}: {error}", neighbor.address))?;
-            if neighbor.auth_password.is_some() {
-                anyhow::bail!(
-                    "neighbor {}: auth-password (TCP-MD5, RFC 2385) is not supported by seam bgpd yet; remove it or use GTSM/ACLs",
-                    neighbor.address
-                );
-            }
+            supported(config, neighbor, cluster_id(config).map_err(anyhow::Error::msg)?).map_err(anyhow::Error::msg)?;
         }
+        cluster_id(config).map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -144,7 +140,8 @@ impl Core {
         let rib = Rib::new(RibConfig {
             local_as: global.asn,
             router_id: global.router_id,
-            cluster_id: global.router_id,
+            // `validate` ran first, so the clients agree on one cluster id.
+            cluster_id: cluster_id(&config).unwrap_or(global.router_id),
         });
         let mut core = Core {
             config: config.clone(),
@@ -197,6 +194,7 @@ impl Core {
             .fsm
             .validate()
             .map_err(|error| format!("neighbor {}: {error}", neighbor.address))?;
+        supported(&self.config, &neighbor, self.rib.config().cluster_id)?;
         // A dynamic session from the same address gives way to the configured neighbor.
         self.remove_peer(neighbor.address, codes::cease_subcode::OTHER_CONFIGURATION_CHANGE);
         self.spawn_peer(neighbor, false);
@@ -211,6 +209,7 @@ impl Core {
                 .fsm
                 .validate()
                 .map_err(|error| format!("neighbor {}: {error}", neighbor.address))?;
+            supported(&self.config, neighbor, self.rib.config().cluster_id)?;
         }
         let mut changes = NeighborChanges::default();
         let wanted_addresses: std::collections::HashSet<IpAddr> = wanted.iter().map(|n| n.address).collect();
@@ -607,6 +606,57 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
         None => std::future::pending().await,
     }
+}
+
+/// Neighbor settings the config accepts but the runtime cannot honour yet: refused with an
+/// error naming the neighbor, never silently ignored.
+fn supported(config: &Config, neighbor: &Neighbor, cluster: std::net::Ipv4Addr) -> Result<(), String> {
+    let address = neighbor.address;
+    if neighbor.auth_password.is_some() {
+        return Err(format!(
+            "neighbor {address}: auth-password (TCP-MD5, RFC 2385) is not supported by seam bgpd yet; remove it or use GTSM/ACLs"
+        ));
+    }
+    if let Some(local_as) = neighbor.local_as.filter(|&asn| asn != config.global.asn) {
+        return Err(format!(
+            "neighbor {address}: local-as {local_as} differs from the global AS {}; a per-neighbor local AS is not supported by seam bgpd yet",
+            config.global.asn
+        ));
+    }
+    if let Some(id) = neighbor.cluster_id.filter(|&id| neighbor.route_reflector_client && id != cluster) {
+        return Err(format!(
+            "neighbor {address}: route-reflector-cluster-id {id} differs from this reflector's cluster id {cluster}; seam bgpd uses one cluster id for all its clients"
+        ));
+    }
+    Ok(())
+}
+
+/// The reflector's CLUSTER_ID (RFC 4456 §7): the one its clients are configured with, else the
+/// router id. Clients configured with different cluster ids are an error naming both.
+fn cluster_id(config: &Config) -> Result<std::net::Ipv4Addr, String> {
+    let mut chosen: Option<(std::net::Ipv4Addr, IpAddr)> = None;
+    for neighbor in config.neighbors.iter().filter(|n| n.route_reflector_client) {
+        let Some(id) = neighbor.cluster_id else { continue };
+        match chosen {
+            None => chosen = Some((id, neighbor.address)),
+            Some((first_id, first)) if first_id != id => {
+                return Err(format!(
+                    "neighbors {first} and {}: route-reflector-cluster-id {first_id} and {id} differ; seam bgpd uses one cluster id for all its clients",
+                    neighbor.address
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if chosen.is_none() {
+        for group in &config.peer_groups {
+            if let (Some(true), Some(id)) = (group.settings.route_reflector_client, group.settings.cluster_id) {
+                chosen = Some((id, IpAddr::V4(id)));
+                break;
+            }
+        }
+    }
+    Ok(chosen.map_or(config.global.router_id, |(id, _)| id))
 }
 
 /// FSM and socket settings for a neighbor from the GoBGP-style config.

@@ -477,7 +477,10 @@ impl PeerTask {
         }
         let Some(remote_id) = candidate.session.peer_bgp_id() else { return };
         let existing_outbound = self.primary.connection.as_ref().is_some_and(|c| c.outbound);
-        match fsm::resolve_collision(self.settings.fsm.local_id, remote_id, existing_outbound) {
+        // RFC 6286: equal identifiers are allowed between ASes; the AS numbers break the tie.
+        let remote_as = candidate.session.negotiated().map_or(self.settings.fsm.remote_as, |n| n.peer_as);
+        let local = &self.settings.fsm;
+        match fsm::resolve_collision_with_as(local.local_id, local.local_as, remote_id, remote_as, existing_outbound) {
             CollisionWinner::Existing => {
                 if let Some(mut candidate) = self.candidate.take() {
                     close_with_cease(&mut candidate, codes::cease_subcode::CONNECTION_COLLISION_RESOLUTION);
