@@ -356,3 +356,29 @@ async fn the_configured_cluster_id_is_the_one_reflected() {
         daemon.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_neighbor_that_never_opens_is_forgotten() {
+    let port = free_port();
+    let rr_text = format!(
+        "[global.config]\nas = 64511\nrouter-id = \"127.0.0.1\"\nport = {port}\nlocal-address-list = [\"127.0.0.1\"]\n\
+         [[peer-groups]]\n[peer-groups.config]\npeer-group-name = \"nodes\"\npeer-as = 64511\n\
+         [[dynamic-neighbors]]\n[dynamic-neighbors.config]\nprefix = \"127.0.0.0/24\"\npeer-group = \"nodes\"\n"
+    );
+    let rr = start(&rr_text).await;
+    let rr_c = rr.control();
+    // A plain TCP connection from a dynamic range that closes without ever sending an OPEN.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.40:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+    wait_for("the dynamic neighbor appears", Duration::from_secs(5), || async {
+        rr_c.neighbors().await.iter().any(|n| n.address.to_string() == "127.0.0.40").then_some(())
+    })
+    .await;
+    drop(stream);
+    wait_for("the dynamic neighbor is forgotten", Duration::from_secs(5), || async {
+        (!rr_c.neighbors().await.iter().any(|n| n.address.to_string() == "127.0.0.40")).then_some(())
+    })
+    .await;
+    rr.stop().await;
+}

@@ -415,6 +415,18 @@ impl PeerTask {
                             // connection died, or the hold timer saw it dead) is a restart.
                             let graceful = matches!(reason, DownReason::ConnectionClosed | DownReason::HoldTimerExpired);
                             self.session_down(&reason.to_string(), graceful).await;
+                        } else {
+                            // A failed attempt (the session never came up). The core ignores it
+                            // for configured neighbors, and forgets a dynamic neighbor on it, so
+                            // connections that never complete an OPEN cannot pile up peer tasks.
+                            let event = CoreEvent::Down {
+                                peer: self.settings.address,
+                                task: self.task_id,
+                                generation: self.generation,
+                                reason: reason.to_string(),
+                                graceful: false,
+                            };
+                            let _ = self.core.send(event).await;
                         }
                         if self.primary.from_candidate {
                             self.rebuild_primary().await;
