@@ -19,26 +19,7 @@ async fn fresh() -> (tempfile::TempDir, DynStore) {
     (dir, s)
 }
 
-macro_rules! conformance_case {
-    ($name:ident $(, $arg:expr)*) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let (_dir, s) = fresh().await;
-            conformance::$name(&s, "t/" $(, $arg)*).await;
-        }
-    };
-}
-
-conformance_case!(basics);
-conformance_case!(revisions_monotonic);
-conformance_case!(cas_put);
-conformance_case!(cas_delete);
-conformance_case!(list_prefix);
-conformance_case!(watch_ordering);
-conformance_case!(watch_replay);
-conformance_case!(watch_resume);
-conformance_case!(compaction);
-conformance_case!(concurrent_cas, 8, 25);
+conformance::conformance_tests!(s => let (_dir, s) = fresh().await;);
 
 /// The suite's cases also work side by side on one file (prefix isolation of the cases).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

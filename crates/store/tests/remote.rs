@@ -82,27 +82,7 @@ impl Fixture {
     }
 }
 
-macro_rules! conformance_case {
-    ($name:ident $(, $arg:expr)*) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let f = Fixture::new().await;
-            let s = f.client().await;
-            conformance::$name(&s, "t/" $(, $arg)*).await;
-        }
-    };
-}
-
-conformance_case!(basics);
-conformance_case!(revisions_monotonic);
-conformance_case!(cas_put);
-conformance_case!(cas_delete);
-conformance_case!(list_prefix);
-conformance_case!(watch_ordering);
-conformance_case!(watch_replay);
-conformance_case!(watch_resume);
-conformance_case!(compaction);
-conformance_case!(concurrent_cas, 8, 25);
+conformance::conformance_tests!(s => let f = Fixture::new().await; let s = f.client().await;);
 
 /// Writes from one client are seen by another's reads and watches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

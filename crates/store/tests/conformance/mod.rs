@@ -442,3 +442,31 @@ pub async fn concurrent_cas(s: &DynStore, p: &str, tasks: usize, per_task: usize
         tasks * per_task
     );
 }
+
+/// One `#[tokio::test]` per conformance case, each on a fresh store built by the backend's
+/// setup statements (which bind `$store`; guards they bind live until the case ends). The case
+/// list lives here once, so every backend that uses this runs the whole suite.
+#[allow(unused_macros)] // tests/etcd.rs runs the cases in sequence on one member instead
+macro_rules! conformance_tests {
+    ($store:ident => $($setup:stmt;)+) => {
+        conformance::conformance_tests!(@case basics; $store; $($setup;)+);
+        conformance::conformance_tests!(@case revisions_monotonic; $store; $($setup;)+);
+        conformance::conformance_tests!(@case cas_put; $store; $($setup;)+);
+        conformance::conformance_tests!(@case cas_delete; $store; $($setup;)+);
+        conformance::conformance_tests!(@case list_prefix; $store; $($setup;)+);
+        conformance::conformance_tests!(@case watch_ordering; $store; $($setup;)+);
+        conformance::conformance_tests!(@case watch_replay; $store; $($setup;)+);
+        conformance::conformance_tests!(@case watch_resume; $store; $($setup;)+);
+        conformance::conformance_tests!(@case compaction; $store; $($setup;)+);
+        conformance::conformance_tests!(@case concurrent_cas, 8, 25; $store; $($setup;)+);
+    };
+    (@case $name:ident $(, $arg:expr)*; $store:ident; $($setup:stmt;)+) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $($setup;)+
+            conformance::$name(&$store, "t/" $(, $arg)*).await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use conformance_tests;
