@@ -2,8 +2,9 @@
 //! their attributes are rewritten for it (RFC 4271 §5.1, RFC 4456 §8).
 //!
 //! Rules implemented:
-//! - never send a route back to the peer it was learned from (it gets a withdrawal instead if
-//!   we had advertised something else before);
+//! - never send a route back to the peer it was learned from: not decided here, since the
+//!   attributes do not depend on the receiver, but by the update group (`group.rs`), which
+//!   leaves the source out of the UPDATE's audience;
 //! - iBGP-learned routes go to iBGP peers only when reflected: from a client to every other
 //!   peer, from a non-client to clients only; eBGP-learned and local routes go to everyone;
 //! - reflecting sets ORIGINATOR_ID (the originating peer's router id) when absent and prepends
@@ -20,24 +21,23 @@
 use std::net::IpAddr;
 
 use super::decision::DEFAULT_LOCAL_PREF;
-use super::{Path, PeerId, RibConfig, RouteSource};
+use super::{Path, RibConfig, RouteSource};
 use crate::types::Family;
 use crate::wire::PathAttributes;
 
-/// The export-relevant facts of the receiving session.
+/// The export-relevant facts of the receiving sessions (one update group).
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct Target {
-    pub(crate) id: PeerId,
     pub(crate) ebgp: bool,
     pub(crate) client: bool,
     pub(crate) local_address: IpAddr,
 }
 
-/// The attributes `path` is advertised with to `target`, or `None` when it must not be sent.
+/// The attributes `path` is advertised with to `target` (except to its source), or `None`
+/// when it must not be sent.
 pub(crate) fn export(config: &RibConfig, target: &Target, path: &Path, family: Family) -> Option<PathAttributes> {
     let (local, reflect) = match path.source {
         RouteSource::Local => (true, false),
-        RouteSource::Peer(from, _) if from == target.id => return None,
         RouteSource::Peer(..) if path.meta.ebgp || target.ebgp => (false, false),
         // iBGP to iBGP: only by reflection.
         RouteSource::Peer(..) if path.meta.client || target.client => (false, true),

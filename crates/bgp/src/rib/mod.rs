@@ -23,11 +23,12 @@
 
 mod decision;
 mod export;
+mod group;
 mod intern;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +36,10 @@ use std::time::Instant;
 use crate::types::{Family, Prefix};
 use crate::wire::{MpNextHop, MpReach, MpUnreach, Nlri, Origin, PathAttributes, Update};
 
+use group::{source_peer, ExportGroup, GroupKey, OutRoute};
 use intern::Interner;
+
+pub use group::{Audience, GroupId, GroupUpdate};
 
 /// Identity and reflection settings of this speaker, needed by import checks and export rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,54 +194,19 @@ struct InRoute {
     stale: bool,
 }
 
-/// What we advertised (Adj-RIB-Out) or want to advertise (pending) for one prefix: the
-/// outbound attribute set (interned in the outbound interner) and the Loc-RIB route behind it.
-#[derive(Clone, Debug)]
-struct OutRoute {
-    attrs: Arc<PathAttributes>,
-    source: RouteSource,
-    since: Instant,
-}
-
-/// Prefixes waiting to be announced with one outbound attribute set. Entries may be stale (the
-/// prefix was re-queued elsewhere since); `Peer::want` is the authority, checked on emission.
-#[derive(Debug)]
-struct Group {
-    attrs: Arc<PathAttributes>,
-    family: Family,
-    prefixes: Vec<Prefix>,
-}
-
-/// Key of a pending group: the outbound attribute allocation (held alive by the group itself,
-/// so the address cannot be reused while the key exists) and the family.
-type GroupKey = (usize, Family);
-
-/// Per-session state: Adj-RIB-In, Adj-RIB-Out and the outbound queue.
+/// Per-session state: the Adj-RIB-In and the update group the session is sending with.
 #[derive(Debug)]
 struct Peer {
     info: PeerInfo,
     ebgp: bool,
     /// A session is up. False while only stale routes are held after a graceful down: the
-    /// entry is then no export target and has nothing queued.
+    /// entry is then no export target and belongs to no group.
     up: bool,
     /// Adj-RIB-In keyed by (prefix, ADD-PATH id or 0).
     adj_in: HashMap<(Prefix, u32), InRoute>,
     accepted: usize,
-    /// Adj-RIB-Out: what the peer has been told.
-    adj_out: HashMap<Prefix, OutRoute>,
-    /// Prefixes whose export must be re-evaluated (best changed, or refresh).
-    dirty: BTreeSet<Prefix>,
-    /// Prefixes to re-announce even if the Adj-RIB-Out says the peer has them (ROUTE-REFRESH).
-    resend: HashSet<Prefix>,
-    /// Resolved pending changes: `Some` = announce, `None` = withdraw.
-    want: HashMap<Prefix, Option<OutRoute>>,
-    /// Pending announcements grouped by outbound attribute set, emitted in FIFO order.
-    groups: HashMap<GroupKey, Group>,
-    order: VecDeque<GroupKey>,
-    /// Pending withdrawals (prefixes previously advertised).
-    withdrawals: Vec<Prefix>,
-    /// Families whose End-of-RIB is still owed after the initial dump.
-    eor_pending: Vec<Family>,
+    /// The update group holding this session's Adj-RIB-Out and outbound queue (while up).
+    group: Option<GroupId>,
 }
 
 impl Peer {
@@ -245,125 +214,22 @@ impl Peer {
         self.up && self.info.families.contains(&family)
     }
 
-    /// Forget everything about the outbound side (the session that received it is gone).
-    fn clear_outbound(&mut self) {
-        self.adj_out.clear();
-        self.dirty.clear();
-        self.resend.clear();
-        self.want.clear();
-        self.groups.clear();
-        self.order.clear();
-        self.withdrawals.clear();
-        self.eor_pending.clear();
-    }
-
-    /// Record the resolved export of `prefix`, cancelling or replacing any earlier pending change.
-    fn queue(&mut self, prefix: Prefix, desired: Option<OutRoute>) {
-        let force = self.resend.remove(&prefix);
-        let current = self.adj_out.get_mut(&prefix);
-        let unchanged = match (&desired, current) {
-            (None, None) => true,
-            (Some(d), Some(cur)) if !force && Arc::ptr_eq(&d.attrs, &cur.attrs) => {
-                // Same attributes on the wire; only the route behind them changed.
-                cur.source = d.source;
-                cur.since = d.since;
-                true
-            }
-            _ => false,
-        };
-        if unchanged {
-            self.want.remove(&prefix);
-            return;
+    /// What decides this session's exported attributes (its update group).
+    fn group_key(&self) -> GroupKey {
+        let mut families = self.info.families.clone();
+        families.sort();
+        families.dedup();
+        GroupKey {
+            ebgp: self.ebgp,
+            client: self.info.route_reflector_client,
+            local_address: self.info.local_address,
+            families,
         }
-        let already = match (self.want.get(&prefix), &desired) {
-            (Some(None), None) => true,
-            (Some(Some(w)), Some(d)) => Arc::ptr_eq(&w.attrs, &d.attrs),
-            _ => false,
-        };
-        if already {
-            self.want.insert(prefix, desired);
-            return;
-        }
-        match &desired {
-            None => self.withdrawals.push(prefix),
-            Some(d) => {
-                let family = Family::of_prefix(&prefix);
-                let key = (Arc::as_ptr(&d.attrs) as usize, family);
-                let attrs = d.attrs.clone();
-                let order = &mut self.order;
-                self.groups
-                    .entry(key)
-                    .or_insert_with(|| {
-                        order.push_back(key);
-                        Group { attrs, family, prefixes: Vec::new() }
-                    })
-                    .prefixes
-                    .push(prefix);
-            }
-        }
-        self.want.insert(prefix, desired);
-    }
-
-    /// Emit pending withdrawals and groups, then End-of-RIB markers, up to `max` UPDATEs.
-    fn emit(&mut self, max: usize) -> Vec<Update> {
-        let mut out = Vec::new();
-        if !self.withdrawals.is_empty() {
-            let mut v4 = Vec::new();
-            let mut v6 = Vec::new();
-            for prefix in std::mem::take(&mut self.withdrawals) {
-                if matches!(self.want.get(&prefix), Some(None)) {
-                    match prefix {
-                        Prefix::V4(_) => v4.push(prefix),
-                        Prefix::V6(_) => v6.push(prefix),
-                    }
-                }
-            }
-            for (family, list) in [(Family::IPV4_UNICAST, v4), (Family::IPV6_UNICAST, v6)] {
-                if list.is_empty() {
-                    continue;
-                }
-                if out.len() >= max {
-                    self.withdrawals.extend(list);
-                    continue;
-                }
-                let mut nlri = Vec::with_capacity(list.len());
-                for prefix in list {
-                    self.want.remove(&prefix);
-                    self.adj_out.remove(&prefix);
-                    nlri.push(Nlri::from(prefix));
-                }
-                out.push(withdraw_update(family, nlri));
-            }
-        }
-        while out.len() < max {
-            let Some(key) = self.order.pop_front() else { break };
-            let Some(group) = self.groups.remove(&key) else { continue };
-            let mut nlri = Vec::with_capacity(group.prefixes.len());
-            for prefix in group.prefixes {
-                let current = matches!(self.want.get(&prefix), Some(Some(w)) if Arc::ptr_eq(&w.attrs, &group.attrs));
-                if !current {
-                    continue;
-                }
-                if let Some(Some(route)) = self.want.remove(&prefix) {
-                    self.adj_out.insert(prefix, route);
-                    nlri.push(Nlri::from(prefix));
-                }
-            }
-            if !nlri.is_empty() {
-                out.push(announce_update(&group.attrs, group.family, nlri));
-            }
-        }
-        if self.dirty.is_empty() && self.want.is_empty() {
-            while out.len() < max && !self.eor_pending.is_empty() {
-                out.push(Update::end_of_rib(self.eor_pending.remove(0)));
-            }
-        }
-        out
     }
 }
 
 /// A withdrawal UPDATE: IPv4 in the Withdrawn Routes field, others in MP_UNREACH.
-fn withdraw_update(family: Family, withdrawn: Vec<Nlri>) -> Update {
+pub(crate) fn withdraw_update(family: Family, withdrawn: Vec<Nlri>) -> Update {
     if family == Family::IPV4_UNICAST {
         Update { withdrawn, ..Update::default() }
     } else {
@@ -373,7 +239,7 @@ fn withdraw_update(family: Family, withdrawn: Vec<Nlri>) -> Update {
 
 /// An announcement UPDATE. The RIB keeps every route's next hop in `PathAttributes::next_hop`;
 /// on the wire IPv4 uses the NEXT_HOP attribute and other families the MP_REACH next hop.
-fn announce_update(attrs: &PathAttributes, family: Family, nlri: Vec<Nlri>) -> Update {
+pub(crate) fn announce_update(attrs: &PathAttributes, family: Family, nlri: Vec<Nlri>) -> Update {
     if family == Family::IPV4_UNICAST {
         Update { attributes: attrs.clone(), nlri, ..Update::default() }
     } else {
@@ -399,6 +265,12 @@ pub struct Rib {
     outbound: Interner,
     peers: BTreeMap<PeerId, Peer>,
     next_peer: u32,
+    /// Update groups: the outbound state, shared by sessions that are sent the same UPDATEs.
+    groups: BTreeMap<GroupId, ExportGroup>,
+    /// The group a new session with a given key joins (groups split off for a slow member are
+    /// not listed: they serve that member alone).
+    joinable: HashMap<GroupKey, GroupId>,
+    next_group: u32,
     loc: HashMap<Prefix, Dest>,
     /// Prefixes whose best path changed since the last `take_best_changes`.
     best_changes: HashSet<Prefix>,
@@ -419,6 +291,9 @@ impl Rib {
             outbound: Interner::default(),
             peers: BTreeMap::new(),
             next_peer: 1,
+            groups: BTreeMap::new(),
+            joinable: HashMap::new(),
+            next_group: 1,
             loc: HashMap::new(),
             best_changes: HashSet::new(),
         }
@@ -455,33 +330,112 @@ impl Rib {
     pub fn peer_up(&mut self, info: PeerInfo) -> PeerId {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
-        let mut families = info.families.clone();
-        families.sort();
-        families.dedup();
-        let dirty: BTreeSet<Prefix> =
-            self.loc.keys().filter(|p| families.contains(&Family::of_prefix(p))).copied().collect();
         let peer = Peer {
             ebgp: info.remote_as != self.config.local_as,
             up: true,
             info,
             adj_in: HashMap::new(),
             accepted: 0,
-            adj_out: HashMap::new(),
-            dirty,
-            resend: HashSet::new(),
-            want: HashMap::new(),
-            groups: HashMap::new(),
-            order: VecDeque::new(),
-            withdrawals: Vec::new(),
-            eor_pending: families,
+            group: None,
         };
         self.peers.insert(id, peer);
+        self.join_group(id);
         id
+    }
+
+    /// Put an up session into the update group for its key: an existing one (the session is
+    /// then sent that group's Adj-RIB-Out privately) or a new one (which starts with the whole
+    /// eligible Loc-RIB dirty). Either way End-of-RIB follows the initial table.
+    fn join_group(&mut self, peer: PeerId) {
+        let Some(key) = self.peers.get(&peer).map(Peer::group_key) else { return };
+        let id = match self.joinable.get(&key) {
+            Some(&id) => {
+                self.resolve(id);
+                let group = self.groups.get_mut(&id).expect("joinable groups exist");
+                group.queue_dump(peer, None);
+                id
+            }
+            None => {
+                let id = GroupId(self.next_group);
+                self.next_group += 1;
+                let dirty: BTreeSet<Prefix> =
+                    self.loc.keys().filter(|p| key.families.contains(&Family::of_prefix(p))).copied().collect();
+                self.groups.insert(id, ExportGroup::new(key.clone(), dirty));
+                self.joinable.insert(key, id);
+                id
+            }
+        };
+        self.groups.get_mut(&id).expect("just found or made").add_member(peer);
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.group = Some(id);
+        }
+    }
+
+    /// Take a session out of its update group; an empty group is dropped.
+    fn leave_group(&mut self, peer: PeerId) {
+        let Some(id) = self.peers.get_mut(&peer).and_then(|state| state.group.take()) else { return };
+        let Some(group) = self.groups.get_mut(&id) else { return };
+        group.remove_member(peer);
+        if group.members.is_empty() {
+            let group = self.groups.remove(&id).expect("present");
+            if self.joinable.get(&group.key) == Some(&id) {
+                self.joinable.remove(&group.key);
+            }
+        }
+    }
+
+    /// The update group `peer` sends with, while its session is up.
+    pub fn group_of(&self, peer: PeerId) -> Option<GroupId> {
+        self.peers.get(&peer).and_then(|state| state.group)
+    }
+
+    /// Members of a group, sorted (empty for an unknown group).
+    pub fn group_members(&self, group: GroupId) -> &[PeerId] {
+        self.groups.get(&group).map_or(&[], |g| g.members.as_slice())
+    }
+
+    /// Groups with queued work.
+    pub fn groups_with_pending(&self) -> Vec<GroupId> {
+        self.groups.iter().filter(|(_, g)| g.has_pending()).map(|(id, _)| *id).collect()
+    }
+
+    /// Number of update groups (for tests and metrics).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Give `peer` an update group of its own that continues from its current group's state
+    /// (for a member that cannot keep up with the others). Returns the peer's group after the
+    /// split (unchanged when it was already alone), or `None` when it has none.
+    pub fn split_member(&mut self, peer: PeerId) -> Option<GroupId> {
+        let current = self.group_of(peer)?;
+        let group = self.groups.get_mut(&current)?;
+        if group.members.len() <= 1 {
+            return Some(current);
+        }
+        let alone = group.split(peer);
+        let id = GroupId(self.next_group);
+        self.next_group += 1;
+        self.groups.insert(id, alone);
+        self.peers.get_mut(&peer).expect("has a group").group = Some(id);
+        Some(id)
+    }
+
+    /// Drain up to `max_updates` pending outbound UPDATEs of a group, each with the members it
+    /// is for, updating the group's Adj-RIB-Out. Each UPDATE carries one outbound attribute set
+    /// with the pending prefixes sharing it (the codec splits it into messages).
+    pub fn next_group_updates(&mut self, group: GroupId, max_updates: usize) -> Vec<GroupUpdate> {
+        if max_updates == 0 {
+            return Vec::new();
+        }
+        self.resolve(group);
+        self.groups.get_mut(&group).map_or_else(Vec::new, |g| g.emit(max_updates))
     }
 
     /// Session went down: drop its Adj-RIB-In/Out, re-run the decision for the prefixes it
     /// contributed to, and queue the resulting changes for the other peers.
     pub fn peer_down(&mut self, peer: PeerId) {
+        self.leave_group(peer);
         let Some(state) = self.peers.remove(&peer) else { return };
         let mut prefixes: Vec<Prefix> =
             state.adj_in.iter().filter(|(_, r)| r.accepted).map(|((p, _), _)| *p).collect();
@@ -509,7 +463,8 @@ impl Rib {
             return state.adj_in.values().filter(|r| r.stale).count();
         }
         state.up = false;
-        state.clear_outbound();
+        self.leave_group(peer);
+        let Some(state) = self.peers.get_mut(&peer) else { return 0 };
         let mut kept = 0;
         let mut dropped = Vec::new();
         for ((prefix, path_id), route) in state.adj_in.iter_mut() {
@@ -572,9 +527,7 @@ impl Rib {
         state.ebgp = ebgp;
         state.info = info;
         state.up = true;
-        state.clear_outbound();
-        state.dirty = self.loc.keys().filter(|p| families.contains(&Family::of_prefix(p))).copied().collect();
-        state.eor_pending = families;
+        self.join_group(stale_from);
         for nlri in purge {
             self.withdraw_in(stale_from, &nlri);
         }
@@ -701,40 +654,38 @@ impl Rib {
         present
     }
 
-    /// Drain up to `max_updates` pending outbound UPDATEs for `peer`, updating its Adj-RIB-Out.
-    /// Each UPDATE carries one outbound attribute set with every pending prefix sharing it
-    /// (the codec splits it into messages); withdrawals of a family are batched into one.
-    /// Once everything queued is drained, the End-of-RIB owed after `peer_up` is emitted once
-    /// per family. An unknown peer yields nothing.
+    /// Drain up to `max_updates` pending outbound UPDATEs for `peer` alone. The peer is first
+    /// given an update group of its own (`split_member`), so what it is sent is exactly what it
+    /// would be sent by itself; the daemon drains whole groups with `next_group_updates`
+    /// instead. Once everything queued is drained, the End-of-RIB owed after `peer_up` is
+    /// emitted once per family. An unknown peer yields nothing.
     pub fn next_updates(&mut self, peer: PeerId, max_updates: usize) -> Vec<Update> {
-        if max_updates == 0 {
-            return Vec::new();
-        }
-        self.resolve(peer);
-        self.peers.get_mut(&peer).map_or_else(Vec::new, |state| state.emit(max_updates))
+        let Some(group) = self.split_member(peer) else { return Vec::new() };
+        self.next_group_updates(group, max_updates)
+            .into_iter()
+            .filter(|u| u.audience.includes(peer))
+            .map(|u| u.update)
+            .collect()
     }
 
-    /// Whether `peer` has queued work. May be true while the queued changes turn out to cancel
-    /// out, in which case `next_updates` returns nothing and this becomes false.
+    /// Whether `peer`'s update group has queued work. May be true while the queued changes turn
+    /// out to cancel out (or concern other members only), in which case draining yields
+    /// nothing for it and this becomes false.
     pub fn has_pending(&self, peer: PeerId) -> bool {
-        self.peers
-            .get(&peer)
-            .is_some_and(|p| !p.dirty.is_empty() || !p.want.is_empty() || !p.eor_pending.is_empty())
+        self.group_of(peer).and_then(|g| self.groups.get(&g)).is_some_and(|g| g.has_pending())
     }
 
-    /// Re-queue the full table of one family for `peer` (ROUTE-REFRESH received, RFC 2918):
-    /// every exportable prefix is announced again even if already advertised.
+    /// Send the full table of one family to `peer` again (ROUTE-REFRESH received, RFC 2918):
+    /// every advertised prefix is announced again, to it alone, before further changes.
     pub fn refresh(&mut self, peer: PeerId, family: Family) {
-        let Some(state) = self.peers.get_mut(&peer) else { return };
+        let Some(state) = self.peers.get(&peer) else { return };
         if !state.negotiated(family) {
             return;
         }
-        for prefix in self.loc.keys().filter(|p| Family::of_prefix(p) == family) {
-            state.dirty.insert(*prefix);
-        }
-        for prefix in state.adj_out.keys().filter(|p| Family::of_prefix(p) == family) {
-            state.dirty.insert(*prefix);
-            state.resend.insert(*prefix);
+        let Some(id) = state.group else { return };
+        self.resolve(id);
+        if let Some(group) = self.groups.get_mut(&id) {
+            group.queue_dump(peer, Some(family));
         }
     }
 
@@ -796,14 +747,18 @@ impl Rib {
 
     /// Adj-RIB-Out of one family: what was sent, with the outbound attributes, sorted by prefix.
     pub fn adj_rib_out(&self, peer: PeerId, family: Family) -> Vec<RouteView> {
-        let Some(state) = self.peers.get(&peer) else { return Vec::new() };
-        let mut prefixes: Vec<&Prefix> =
-            state.adj_out.keys().filter(|p| Family::of_prefix(p) == family).collect();
+        let Some(group) = self.group_of(peer).and_then(|g| self.groups.get(&g)) else { return Vec::new() };
+        let mut prefixes: Vec<&Prefix> = group
+            .adj_out
+            .iter()
+            .filter(|(p, route)| Family::of_prefix(p) == family && source_peer(route.source) != Some(peer))
+            .map(|(p, _)| p)
+            .collect();
         prefixes.sort();
         prefixes
             .into_iter()
             .map(|prefix| {
-                let route = &state.adj_out[prefix];
+                let route = &group.adj_out[prefix];
                 RouteView { prefix: *prefix, attrs: route.attrs.clone(), source: route.source, since: route.since, best: true }
             })
             .collect()
@@ -814,7 +769,7 @@ impl Rib {
         self.peers.get(&peer).map_or_else(PeerCounts::default, |p| PeerCounts {
             received: p.adj_in.len(),
             accepted: p.accepted,
-            advertised: p.adj_out.len(),
+            advertised: p.group.and_then(|g| self.groups.get(&g)).map_or(0, |g| g.advertised_to(peer)),
         })
     }
 
@@ -999,19 +954,19 @@ impl Rib {
         if changed {
             self.best_changes.insert(prefix);
             let family = Family::of_prefix(&prefix);
-            for peer in self.peers.values_mut() {
-                if peer.negotiated(family) {
-                    peer.dirty.insert(prefix);
+            for group in self.groups.values_mut() {
+                if group.key.families.contains(&family) {
+                    group.dirty.insert(prefix);
                 }
             }
         }
         changed
     }
 
-    /// Turn `peer`'s dirty prefixes into pending announcements/withdrawals.
-    fn resolve(&mut self, peer: PeerId) {
-        let Rib { config, outbound, peers, loc, .. } = self;
-        let Some(state) = peers.get_mut(&peer) else { return };
+    /// Turn a group's dirty prefixes into pending announcements/withdrawals.
+    fn resolve(&mut self, group: GroupId) {
+        let Rib { config, outbound, groups, loc, .. } = self;
+        let Some(state) = groups.get_mut(&group) else { return };
         if state.dirty.is_empty() {
             return;
         }
@@ -1022,10 +977,9 @@ impl Rib {
         type Cached = (Arc<PathAttributes>, Option<Arc<PathAttributes>>);
         let mut cache: HashMap<(usize, RouteSource, Family), Cached> = HashMap::new();
         let target = export::Target {
-            id: peer,
-            ebgp: state.ebgp,
-            client: state.info.route_reflector_client,
-            local_address: state.info.local_address,
+            ebgp: state.key.ebgp,
+            client: state.key.client,
+            local_address: state.key.local_address,
         };
         for prefix in dirty {
             let family = Family::of_prefix(&prefix);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bgp::fsm::{Negotiated, PeerConfig, State};
-use bgp::rib::{PeerId, PeerInfo, Rib, RibConfig};
+use bgp::rib::{Audience, GroupId, GroupUpdate, PeerId, PeerInfo, Rib, RibConfig};
 use bgp::types::Family;
 use bgp::wire::{self, codes, AddPathFamily, CodecContext, GracefulRestart, Update};
 use tokio::net::TcpStream;
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::control::{self, ApiRequest, BestChange, NeighborChanges};
-use super::peer::{self, Outgoing, PeerCommand, PeerSettings, PeerTask, Writer, CREDIT_LIMIT};
+use super::peer::{self, Outgoing, PeerCommand, PeerSettings, PeerTask, Writer, CREDIT_BYTES, SPLIT_BYTES};
 use crate::config::{Config, Neighbor};
 
 /// Everything that reaches the core.
@@ -105,6 +105,9 @@ pub(crate) struct Core {
     pub(crate) config: Arc<Config>,
     pub(crate) rib: Rib,
     pub(crate) peers: HashMap<IpAddr, Peer>,
+    /// The neighbor address of each RIB session that is Established (update-group members are
+    /// RIB ids; their writers live in `peers`).
+    sessions: HashMap<PeerId, IpAddr>,
     events: mpsc::Sender<CoreEvent>,
     shutdown: watch::Receiver<bool>,
     next_task_id: u64,
@@ -147,6 +150,7 @@ impl Core {
             config: config.clone(),
             rib,
             peers: HashMap::new(),
+            sessions: HashMap::new(),
             events,
             shutdown,
             next_task_id: 0,
@@ -332,6 +336,7 @@ impl Core {
                 };
                 entry.since = Some(SystemTime::now());
                 entry.state = State::Established;
+                self.sessions.insert(rib_id, peer);
                 let codec = negotiated.codec.clone();
                 entry.live = Some(Live {
                     generation,
@@ -470,33 +475,79 @@ impl Core {
         }
     }
 
-    /// Move pending routes from the RIB to the writers of peers that have credit.
+    /// Move pending routes from the RIB to the writers: per update group, each UPDATE is
+    /// encoded once (per distinct codec among its recipients) and the same bytes are queued to
+    /// every member it is for. A group is drained while at least one member has credit; a
+    /// member whose queue passes `SPLIT_BYTES` gets a group of its own.
     fn flush(&mut self) {
-        const CHUNK_BYTES: usize = 64 * 1024;
-        for entry in self.peers.values_mut() {
-            let Some(live) = entry.live.as_ref() else { continue };
-            while live.in_flight.load(Ordering::Acquire) < CREDIT_LIMIT && self.rib.has_pending(live.rib_id) {
-                let mut chunk = Vec::with_capacity(CHUNK_BYTES);
-                while chunk.len() < CHUNK_BYTES {
-                    let updates = self.rib.next_updates(live.rib_id, 64);
-                    if updates.is_empty() {
-                        break;
-                    }
-                    for update in &updates {
-                        if let Err(error) = wire::encode_update_split(update, &live.codec, &mut chunk) {
-                            tracing::error!(peer = %entry.neighbor.address, ?error, "cannot encode UPDATE");
-                        }
-                    }
-                }
-                if chunk.is_empty() {
-                    break;
-                }
-                live.in_flight.fetch_add(1, Ordering::AcqRel);
-                if live.writer.send(Outgoing::Bytes { data: chunk, credit: true }).is_err() {
-                    break;
+        // Stale entries (sessions that went down) cost nothing: their RIB ids are gone.
+        self.sessions.retain(|id, _| self.rib.group_of(*id).is_some());
+        for group in self.rib.groups_with_pending() {
+            self.flush_group(group);
+        }
+    }
+
+    fn flush_group(&mut self, group: GroupId) {
+        const BATCH_UPDATES: usize = 256;
+        loop {
+            let members: Vec<PeerId> = self.rib.group_members(group).to_vec();
+            let hungry = members.iter().any(|id| self.live_of(*id).is_some_and(|live| live.in_flight.load(Ordering::Acquire) < CREDIT_BYTES));
+            if !hungry {
+                return;
+            }
+            let updates = self.rib.next_group_updates(group, BATCH_UPDATES);
+            if updates.is_empty() {
+                return;
+            }
+            // Consecutive UPDATEs for the same audience travel as one chunk.
+            let mut start = 0;
+            while start < updates.len() {
+                let audience = updates[start].audience;
+                let end = updates[start..].iter().position(|u| u.audience != audience).map_or(updates.len(), |n| start + n);
+                self.send_run(&members, audience, &updates[start..end]);
+                start = end;
+            }
+            for id in members {
+                let behind = self.live_of(id).is_some_and(|live| live.in_flight.load(Ordering::Acquire) > SPLIT_BYTES);
+                if behind && self.rib.group_members(group).len() > 1 {
+                    tracing::info!(peer = ?self.sessions.get(&id), "slow reader: given an update group of its own");
+                    self.rib.split_member(id);
                 }
             }
         }
+    }
+
+    /// Encode `updates` and queue them to the members of `audience`.
+    fn send_run(&self, members: &[PeerId], audience: Audience, updates: &[GroupUpdate]) {
+        let mut encoded: Vec<(&CodecContext, bytes::Bytes)> = Vec::new();
+        for id in members.iter().copied().filter(|id| audience.includes(*id)) {
+            let Some(live) = self.live_of(id) else { continue };
+            let data = match encoded.iter().find(|(codec, _)| **codec == live.codec) {
+                Some((_, data)) => data.clone(),
+                None => {
+                    let mut chunk = Vec::new();
+                    for update in updates {
+                        if let Err(error) = wire::encode_update_split(&update.update, &live.codec, &mut chunk) {
+                            tracing::error!(peer = ?self.sessions.get(&id), ?error, "cannot encode UPDATE");
+                        }
+                    }
+                    let data = bytes::Bytes::from(chunk);
+                    encoded.push((&live.codec, data.clone()));
+                    data
+                }
+            };
+            if data.is_empty() {
+                continue;
+            }
+            live.in_flight.fetch_add(data.len(), Ordering::AcqRel);
+            let _ = live.writer.send(Outgoing::Bytes { data, credit: true });
+        }
+    }
+
+    /// The Established session behind a RIB id.
+    fn live_of(&self, id: PeerId) -> Option<&Live> {
+        let address = self.sessions.get(&id)?;
+        self.peers.get(address)?.live.as_ref().filter(|live| live.rib_id == id)
     }
 
     /// Wall-clock time of an `Instant` the RIB recorded.

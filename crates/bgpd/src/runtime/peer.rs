@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bgp::fsm::{self, Action, CollisionWinner, DownReason, Event, PeerConfig, Session, State};
 use bgp::wire::{self, codes, CodecContext, Message, Notification};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -24,8 +24,9 @@ use super::core::CoreEvent;
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// Encoded messages. `credit` marks chunks the core sent under flow control; the writer
-    /// returns the credit once the chunk is on the socket.
-    Bytes { data: Vec<u8>, credit: bool },
+    /// returns their length to `in_flight` once they are on the socket. `Bytes` because one
+    /// encoded UPDATE chunk is shared by every member of an update group.
+    Bytes { data: Bytes, credit: bool },
     /// Flush what came before, then close the socket.
     Close,
 }
@@ -63,13 +64,21 @@ struct Connection {
     local: SocketAddr,
     /// How UPDATEs are decoded: defaults until the session negotiates.
     codec: CodecContext,
-    /// Credited chunks queued but not yet written (shared with the writer task and the core).
+    /// Bytes of credited chunks queued but not yet written (shared with the writer task and
+    /// the core).
     in_flight: Arc<AtomicUsize>,
 }
 
-/// How many encoded UPDATE chunks the core may have queued for one connection. Past this the
-/// core stops draining that peer's pending routes until the writer catches up.
-pub(crate) const CREDIT_LIMIT: usize = 16;
+/// How many bytes of encoded UPDATEs the core may have queued for one connection. An update
+/// group is drained while at least one member is below this; a member past it waits.
+pub(crate) const CREDIT_BYTES: usize = 1 << 20;
+
+/// A member of an update group this far behind (queued, unwritten bytes) is split off into a
+/// group of its own, so the others are not held back and its queue stops growing.
+pub(crate) const SPLIT_BYTES: usize = 16 << 20;
+
+/// How many queued chunks a writer gathers into one socket write.
+const WRITE_GATHER_BYTES: usize = 256 * 1024;
 
 /// A session with the connection it runs on, if any.
 struct Slot {
@@ -530,7 +539,7 @@ pub(crate) fn refuse(stream: TcpStream, subcode: u8) {
     });
 }
 
-/// Lets a writer task wake the core when a peer that hit `CREDIT_LIMIT` has room again.
+/// Lets a writer task wake the core when a peer that was past `CREDIT_BYTES` has room again.
 struct Wake {
     core: mpsc::Sender<CoreEvent>,
     peer: IpAddr,
@@ -562,7 +571,7 @@ impl Connection {
         let mut data = Vec::with_capacity(64);
         match wire::encode_message(message, &self.codec, &mut data) {
             Ok(()) => {
-                let _ = self.writer.send(Outgoing::Bytes { data, credit: false });
+                let _ = self.writer.send(Outgoing::Bytes { data: Bytes::from(data), credit: false });
             }
             Err(error) => tracing::error!(?error, "cannot encode an FSM message"),
         }
@@ -614,27 +623,70 @@ async fn read_some(connection: Option<&mut Connection>) -> io::Result<usize> {
     }
 }
 
-/// Write chunks in order; on Close (or when every sender is gone) flush and shut down.
+/// Write chunks in order; on Close (or when every sender is gone) flush and shut down. Chunks
+/// already queued are gathered into one write (up to `WRITE_GATHER_BYTES`), so a peer fed by
+/// many small group UPDATEs costs few system calls.
 async fn write_loop(
     mut socket: OwnedWriteHalf,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     in_flight: Arc<AtomicUsize>,
     wake: Wake,
 ) {
+    let mut gathered: Vec<u8> = Vec::new();
+    let mut closing = false;
     while let Some(item) = queue.recv().await {
-        match item {
+        let (first, mut credited) = match item {
             Outgoing::Bytes { data, credit } => {
-                if socket.write_all(&data).await.is_err() {
-                    break;
-                }
-                if credit && in_flight.fetch_sub(1, Ordering::AcqRel) == CREDIT_LIMIT {
-                    let _ = wake.core.send(CoreEvent::Writable { peer: wake.peer }).await;
-                }
+                let credited = data_len(credit, &data);
+                (data, credited)
             }
             Outgoing::Close => break,
+        };
+        let mut data = first;
+        // Gather what else is already queued behind it.
+        if data.len() < WRITE_GATHER_BYTES {
+            gathered.clear();
+            gathered.extend_from_slice(&data);
+            while gathered.len() < WRITE_GATHER_BYTES {
+                match queue.try_recv() {
+                    Ok(Outgoing::Bytes { data: next, credit }) => {
+                        credited += data_len(credit, &next);
+                        gathered.extend_from_slice(&next);
+                    }
+                    Ok(Outgoing::Close) => {
+                        closing = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if gathered.len() > data.len() {
+                data = Bytes::copy_from_slice(&gathered);
+            }
+        }
+        if socket.write_all(&data).await.is_err() {
+            break;
+        }
+        if credited > 0 {
+            let before = in_flight.fetch_sub(credited, Ordering::AcqRel);
+            if before >= CREDIT_BYTES && before - credited < CREDIT_BYTES {
+                let _ = wake.core.send(CoreEvent::Writable { peer: wake.peer }).await;
+            }
+        }
+        if closing {
+            break;
         }
     }
     let _ = socket.shutdown().await;
+}
+
+/// The credit a queued chunk carries: its length when the core sent it under flow control.
+fn data_len(credit: bool, data: &Bytes) -> usize {
+    if credit {
+        data.len()
+    } else {
+        0
+    }
 }
 
 async fn connect(address: IpAddr, port: u16, local: Option<IpAddr>, retry: Duration) -> io::Result<TcpStream> {
