@@ -23,12 +23,12 @@
 //! group of its own (`Rib::split_member`) that starts from a copy of this one's state, so one
 //! slow reader never holds back the others.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{announce_update, withdraw_update, PeerId, RouteSource};
+use super::{announce_update, withdraw_update, FastMap, PeerId, RouteSource};
 use crate::types::{Family, Prefix};
 use crate::wire::{Nlri, PathAttributes, Update};
 
@@ -115,14 +115,14 @@ pub(crate) struct ExportGroup {
     /// Sessions in the group, sorted.
     pub(crate) members: Vec<PeerId>,
     /// Adj-RIB-Out: what every member except a route's source has been told.
-    pub(crate) adj_out: HashMap<Prefix, OutRoute>,
+    pub(crate) adj_out: FastMap<Prefix, OutRoute>,
     /// Adj-RIB-Out entries per source peer (a member's own routes are not sent to it).
-    from_peer: HashMap<PeerId, usize>,
+    from_peer: FastMap<PeerId, usize>,
     /// Prefixes whose export must be re-evaluated (their best path changed).
     pub(crate) dirty: BTreeSet<Prefix>,
     /// Resolved pending changes: `Some` = announce, `None` = withdraw.
-    want: HashMap<Prefix, Option<OutRoute>>,
-    pending: HashMap<PendingKey, Pending>,
+    want: FastMap<Prefix, Option<OutRoute>>,
+    pending: FastMap<PendingKey, Pending>,
     order: VecDeque<PendingKey>,
     /// Pending withdrawals (prefixes previously advertised).
     withdrawals: Vec<Prefix>,
@@ -137,11 +137,11 @@ impl ExportGroup {
         ExportGroup {
             key,
             members: Vec::new(),
-            adj_out: HashMap::new(),
-            from_peer: HashMap::new(),
+            adj_out: FastMap::default(),
+            from_peer: FastMap::default(),
             dirty,
-            want: HashMap::new(),
-            pending: HashMap::new(),
+            want: FastMap::default(),
+            pending: FastMap::default(),
             order: VecDeque::new(),
             withdrawals: Vec::new(),
             private: VecDeque::new(),
@@ -184,7 +184,7 @@ impl ExportGroup {
     /// joined after the group advertised it, or asked for it with ROUTE-REFRESH. Changes still
     /// pending reach it with everyone else's afterwards.
     pub(crate) fn queue_dump(&mut self, peer: PeerId, family: Option<Family>) {
-        let mut batches: HashMap<(usize, Family), (Arc<PathAttributes>, Vec<Prefix>)> = HashMap::new();
+        let mut batches: FastMap<(usize, Family), (Arc<PathAttributes>, Vec<Prefix>)> = FastMap::default();
         for (prefix, route) in &self.adj_out {
             let prefix_family = Family::of_prefix(prefix);
             // A prefix with a change pending gets that change with everyone else.

@@ -29,6 +29,11 @@ mod intern;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Maps keyed by prefix are the RIB's hot path: foldhash is several times faster than SipHash
+/// on such small keys and still seeds every map at random, so peers cannot aim collisions.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +45,9 @@ use group::{source_peer, ExportGroup, GroupKey, OutRoute};
 use intern::Interner;
 
 pub use group::{Audience, GroupId, GroupUpdate};
+
+/// How many dirty prefixes one drain of an update group resolves at most.
+const RESOLVE_BATCH: usize = 16 * 1024;
 
 /// Identity and reflection settings of this speaker, needed by import checks and export rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,7 +211,7 @@ struct Peer {
     /// entry is then no export target and belongs to no group.
     up: bool,
     /// Adj-RIB-In keyed by (prefix, ADD-PATH id or 0).
-    adj_in: HashMap<(Prefix, u32), InRoute>,
+    adj_in: FastMap<(Prefix, u32), InRoute>,
     accepted: usize,
     /// The update group holding this session's Adj-RIB-Out and outbound queue (while up).
     group: Option<GroupId>,
@@ -271,9 +279,9 @@ pub struct Rib {
     /// not listed: they serve that member alone).
     joinable: HashMap<GroupKey, GroupId>,
     next_group: u32,
-    loc: HashMap<Prefix, Dest>,
+    loc: FastMap<Prefix, Dest>,
     /// Prefixes whose best path changed since the last `take_best_changes`.
-    best_changes: HashSet<Prefix>,
+    best_changes: FastSet<Prefix>,
 }
 
 /// Live entries of the two attribute interners (for tests and metrics).
@@ -294,8 +302,8 @@ impl Rib {
             groups: BTreeMap::new(),
             joinable: HashMap::new(),
             next_group: 1,
-            loc: HashMap::new(),
-            best_changes: HashSet::new(),
+            loc: FastMap::default(),
+            best_changes: FastSet::default(),
         }
     }
 
@@ -334,7 +342,7 @@ impl Rib {
             ebgp: info.remote_as != self.config.local_as,
             up: true,
             info,
-            adj_in: HashMap::new(),
+            adj_in: FastMap::default(),
             accepted: 0,
             group: None,
         };
@@ -428,8 +436,16 @@ impl Rib {
         if max_updates == 0 {
             return Vec::new();
         }
-        self.resolve(group);
-        self.groups.get_mut(&group).map_or_else(Vec::new, |g| g.emit(max_updates))
+        let mut out = Vec::new();
+        loop {
+            self.resolve(group);
+            let Some(state) = self.groups.get_mut(&group) else { return out };
+            out.extend(state.emit(max_updates - out.len()));
+            // Resolve the next slice while there is room (a slice may also cancel out).
+            if out.len() >= max_updates || state.dirty.is_empty() {
+                return out;
+            }
+        }
     }
 
     /// Session went down: drop its Adj-RIB-In/Out, re-run the decision for the prefixes it
@@ -637,7 +653,11 @@ impl Rib {
             match paths.iter_mut().find(|p| p.source == RouteSource::Local) {
                 Some(existing) if Arc::ptr_eq(&existing.attrs, &path.attrs) => {}
                 Some(existing) => *existing = path,
-                None => paths.push(path),
+                None => {
+                    // Most prefixes have one path: no spare capacity per prefix.
+                    paths.reserve_exact(1);
+                    paths.push(path)
+                }
             }
         });
     }
@@ -907,7 +927,11 @@ impl Rib {
             let path = Path { source, path_id, attrs: attrs.clone(), since: now, meta };
             self.change_dest(prefix, move |paths| match paths.iter_mut().find(|p| is_this(p)) {
                 Some(existing) => *existing = path,
-                None => paths.push(path),
+                None => {
+                    // Most prefixes have one path: no spare capacity per prefix.
+                    paths.reserve_exact(1);
+                    paths.push(path)
+                }
             })
         } else {
             if !self.loc.get(&prefix).is_some_and(|d| d.paths.iter().any(is_this)) {
@@ -970,12 +994,18 @@ impl Rib {
         if state.dirty.is_empty() {
             return;
         }
-        let dirty = std::mem::take(&mut state.dirty);
+        // A bounded slice at a time, so the resolved-but-unsent state stays small whatever
+        // the table size; the rest stays dirty for the next call.
+        let mut dirty = Vec::with_capacity(state.dirty.len().min(RESOLVE_BATCH));
+        while dirty.len() < RESOLVE_BATCH {
+            let Some(prefix) = state.dirty.pop_first() else { break };
+            dirty.push(prefix);
+        }
         // Export result per (received attribute set, source, family), valid for this call only.
         // The cached input `Arc` keeps its allocation alive, so its address cannot be reused by
         // another attribute set while the key exists.
         type Cached = (Arc<PathAttributes>, Option<Arc<PathAttributes>>);
-        let mut cache: HashMap<(usize, RouteSource, Family), Cached> = HashMap::new();
+        let mut cache: FastMap<(usize, RouteSource, Family), Cached> = FastMap::default();
         let target = export::Target {
             ebgp: state.key.ebgp,
             client: state.key.client,

@@ -693,8 +693,10 @@ fn scaling_100k_prefixes_reflected_to_three_clients() {
     assert_eq!((s.announced, s.best_changed), (100_000, 100_000));
     for &c in &clients {
         let out = rib.next_updates(c, 100);
-        assert_eq!(out.len(), 1, "one attribute set: one UPDATE (the codec splits it)");
-        assert_eq!(out[0].nlri.len(), 100_000);
+        // One attribute set: one UPDATE per resolved slice (the codec splits it into messages).
+        assert_eq!(out.len(), 100_000usize.div_ceil(16 * 1024));
+        assert!(out.iter().all(|u| u.attributes == out[0].attributes));
+        assert_eq!(out.iter().map(|u| u.nlri.len()).sum::<usize>(), 100_000);
         assert!(!rib.has_pending(c));
         assert_eq!(rib.peer_counts(c).advertised, 100_000);
     }
