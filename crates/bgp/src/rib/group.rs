@@ -187,11 +187,9 @@ impl ExportGroup {
         let mut batches: FastMap<(usize, Family), (Arc<PathAttributes>, Vec<Prefix>)> = FastMap::default();
         for (prefix, route) in &self.adj_out {
             let prefix_family = Family::of_prefix(prefix);
-            // A prefix with a change pending gets that change with everyone else.
-            if family.is_some_and(|f| f != prefix_family)
-                || source_peer(route.source) == Some(peer)
-                || self.want.contains_key(prefix)
-            {
+            // Prefixes with a change pending are sent as advertised so far too: the change may
+            // still cancel out, and otherwise it follows with everyone else's.
+            if family.is_some_and(|f| f != prefix_family) || source_peer(route.source) == Some(peer) {
                 continue;
             }
             batches

@@ -623,12 +623,16 @@ fn route_refresh_requeues_the_family() {
     let out = drain(&mut rib, c2);
     assert_eq!(out.len(), 1, "re-sent although already advertised, and no End-of-RIB");
     assert_eq!(announced(&out).len(), 2);
-    // A withdrawal pending at refresh time still goes out.
+    // A withdrawal pending at refresh time still goes out, after the table as advertised.
     rib.apply_update(c1, &withdraw(&["192.0.2.0/24"]), now);
     rib.refresh(c2, Family::IPV4_UNICAST);
     let out = drain(&mut rib, c2);
     assert_eq!(withdrawn(&out), vec![pfx("192.0.2.0/24")]);
-    assert_eq!(announced(&out).len(), 1);
+    let mut table = HashMap::new();
+    for update in &out {
+        deliver(&mut table, update);
+    }
+    assert_eq!(table.keys().copied().collect::<Vec<_>>(), vec![pfx("198.51.100.0/24")]);
 }
 
 #[test]
@@ -1024,4 +1028,227 @@ fn ebgp_supplied_originator_id_and_cluster_list_are_discarded() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].1.originator_id, None, "eBGP-learned routes are not reflected, so no ORIGINATOR_ID");
     assert!(sent[0].1.cluster_list.is_empty());
+}
+
+// ---------------------------------------------------------------- update groups
+
+/// What one receiver holds after applying the UPDATEs it was sent (IPv4 only).
+type Received = HashMap<Prefix, PathAttributes>;
+
+fn deliver(table: &mut Received, update: &Update) {
+    for nlri in &update.withdrawn {
+        table.remove(&nlri.prefix);
+    }
+    for nlri in &update.nlri {
+        table.insert(nlri.prefix, update.attributes.clone());
+    }
+}
+
+/// Drain every group of `rib` as the daemon does and hand each UPDATE to its audience.
+fn drain_groups(rib: &mut Rib, tables: &mut HashMap<PeerId, Received>) -> usize {
+    let mut updates = 0;
+    for group in rib.groups_with_pending() {
+        let members = rib.group_members(group).to_vec();
+        loop {
+            let batch = rib.next_group_updates(group, 7);
+            if batch.is_empty() {
+                break;
+            }
+            for GroupUpdate { update, audience } in &batch {
+                updates += 1;
+                for member in members.iter().filter(|m| audience.includes(**m)) {
+                    deliver(tables.entry(*member).or_default(), update);
+                }
+            }
+        }
+    }
+    updates
+}
+
+#[test]
+fn clients_alike_share_one_group_and_each_update_is_built_once() {
+    let now = Instant::now();
+    let mut rib = rib();
+    let clients: Vec<PeerId> = (2..6).map(|n| rib.peer_up(ibgp(n, true))).collect();
+    let non_client = rib.peer_up(ibgp(9, false));
+    assert_eq!(rib.group_count(), 2, "clients in one group, the non-client in another");
+    let group = rib.group_of(clients[0]).unwrap();
+    assert!(clients.iter().all(|c| rib.group_of(*c) == Some(group)));
+    let mut tables = HashMap::new();
+    drain_groups(&mut rib, &mut tables);
+    rib.apply_update(clients[0], &announce(&["192.0.2.0/24", "198.51.100.0/24"], attrs("10.0.0.2", &[])), now);
+    let batch = rib.next_group_updates(group, 16);
+    assert_eq!(batch.len(), 1, "one UPDATE for all clients");
+    assert_eq!(batch[0].audience, Audience::AllExcept(clients[0]), "never back to the source");
+    assert_eq!(batch[0].update.attributes.originator_id, Some(v4("1.1.1.2")));
+    assert_eq!(rib.peer_counts(clients[1]).advertised, 2);
+    assert_eq!(rib.peer_counts(clients[0]).advertised, 0, "its own routes are not advertised to it");
+    assert!(rib.adj_rib_out(clients[0], Family::IPV4_UNICAST).is_empty());
+    assert_eq!(rib.adj_rib_out(clients[1], Family::IPV4_UNICAST).len(), 2);
+    drain_groups(&mut rib, &mut tables);
+    assert_eq!(tables[&non_client].len(), 2);
+}
+
+#[test]
+fn a_member_whose_route_becomes_best_is_sent_a_withdrawal_of_the_old_one() {
+    let now = Instant::now();
+    let mut rib = rib();
+    let c3 = rib.peer_up(ibgp(3, true));
+    let c2 = rib.peer_up(ibgp(2, true));
+    let c4 = rib.peer_up(ibgp(4, true));
+    let mut tables = HashMap::new();
+    drain_groups(&mut rib, &mut tables);
+    rib.apply_update(c3, &announce(&["192.0.2.0/24"], attrs("10.0.0.3", &[])), now);
+    drain_groups(&mut rib, &mut tables);
+    assert!(tables[&c2].contains_key(&pfx("192.0.2.0/24")));
+    // c2 has the lower router id: its path wins; c2 must forget c3's, c3 learns c2's.
+    rib.apply_update(c2, &announce(&["192.0.2.0/24"], attrs("10.0.0.2", &[])), now);
+    let group = rib.group_of(c2).unwrap();
+    let batch = rib.next_group_updates(group, 16);
+    assert_eq!(batch[0].audience, Audience::Only(c2));
+    assert_eq!(batch[0].update.withdrawn, vec![Nlri::from(pfx("192.0.2.0/24"))]);
+    assert_eq!(batch[1].audience, Audience::AllExcept(c2));
+    for GroupUpdate { update, audience } in &batch {
+        for member in [c2, c3, c4].into_iter().filter(|m| audience.includes(*m)) {
+            deliver(tables.entry(member).or_default(), update);
+        }
+    }
+    assert!(!tables[&c2].contains_key(&pfx("192.0.2.0/24")));
+    assert_eq!(tables[&c3][&pfx("192.0.2.0/24")].next_hop, Some(ip("10.0.0.2")));
+    assert_eq!(tables[&c4][&pfx("192.0.2.0/24")].next_hop, Some(ip("10.0.0.2")));
+}
+
+#[test]
+fn a_late_member_gets_the_table_then_end_of_rib_privately() {
+    let now = Instant::now();
+    let mut rib = rib();
+    let c2 = rib.peer_up(ibgp(2, true));
+    let c3 = rib.peer_up(ibgp(3, true));
+    let mut tables = HashMap::new();
+    drain_groups(&mut rib, &mut tables);
+    rib.apply_update(c2, &announce(&["192.0.2.0/24"], attrs("10.0.0.2", &[])), now);
+    drain_groups(&mut rib, &mut tables);
+    let late = rib.peer_up(ibgp(4, true));
+    assert_eq!(rib.group_of(late), rib.group_of(c2));
+    let batch = rib.next_group_updates(rib.group_of(late).unwrap(), 16);
+    assert!(batch.iter().all(|u| u.audience == Audience::Only(late)), "{batch:?}");
+    assert_eq!(batch.iter().map(|u| u.update.nlri.len()).sum::<usize>(), 1);
+    let ends: Vec<Family> = batch.iter().filter_map(|u| u.update.as_end_of_rib()).collect();
+    assert_eq!(ends, vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    assert!(batch.last().unwrap().update.as_end_of_rib().is_some(), "End-of-RIB after the table");
+    assert!(!tables.entry(c3).or_default().is_empty());
+}
+
+#[test]
+fn a_split_member_continues_from_the_group_state() {
+    let now = Instant::now();
+    let mut rib = rib();
+    let c2 = rib.peer_up(ibgp(2, true));
+    let c3 = rib.peer_up(ibgp(3, true));
+    let c4 = rib.peer_up(ibgp(4, true));
+    let mut tables = HashMap::new();
+    drain_groups(&mut rib, &mut tables);
+    rib.apply_update(c2, &announce(&["192.0.2.0/24", "198.51.100.0/24"], attrs("10.0.0.2", &[])), now);
+    drain_groups(&mut rib, &mut tables);
+    rib.apply_update(c2, &withdraw(&["192.0.2.0/24"]), now);
+    let shared = rib.group_of(c3).unwrap();
+    let alone = rib.split_member(c4).unwrap();
+    assert_ne!(shared, alone);
+    assert_eq!(rib.group_members(alone), &[c4]);
+    assert_eq!(rib.peer_counts(c4).advertised, 2, "the split copy starts from what it was sent");
+    drain_groups(&mut rib, &mut tables);
+    for c in [c3, c4] {
+        assert_eq!(tables[&c].keys().copied().collect::<Vec<_>>(), vec![pfx("198.51.100.0/24")]);
+    }
+    // A new client joins the shared group, not the split one.
+    let c5 = rib.peer_up(ibgp(5, true));
+    assert_eq!(rib.group_of(c5), Some(shared));
+}
+
+/// Differential check: draining shared groups gives every member exactly what draining it
+/// alone (one group per peer, the plain per-peer export) gives, over a long random mix of
+/// announcements, withdrawals, sessions going down and up, and splits.
+#[test]
+fn shared_groups_send_each_member_what_it_would_get_alone() {
+    for seed in [0x9e37_79b9_7f4a_7c15u64, 1, 0xdead_beef, 42, 7_777_777] {
+        shared_groups_match_per_peer_export(seed);
+    }
+}
+
+fn shared_groups_match_per_peer_export(mut seed: u64) {
+    let now = Instant::now();
+    let start = seed;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut shared = rib();
+    let mut alone = rib();
+    let infos: Vec<PeerInfo> = (2..8).map(|n| ibgp(n, n != 7)).collect();
+    let mut ids: Vec<Option<PeerId>> = Vec::new();
+    for info in &infos {
+        let a = shared.peer_up(info.clone());
+        assert_eq!(alone.peer_up(info.clone()), a);
+        ids.push(Some(a));
+    }
+    let mut shared_tables: HashMap<PeerId, Received> = HashMap::new();
+    let mut alone_tables: HashMap<PeerId, Received> = HashMap::new();
+    let prefixes: Vec<String> = (0..12).map(|i| format!("10.{i}.0.0/16")).collect();
+    for step in 0..3000 {
+        let who = next(infos.len() as u64) as usize;
+        match next(10) {
+            0..=4 => {
+                let Some(id) = ids[who] else { continue };
+                let chosen: Vec<&str> = (0..1 + next(4)).map(|_| prefixes[next(12) as usize].as_str()).collect();
+                let mut a = attrs(&format!("10.0.0.{}", who + 2), &[]);
+                a.med = Some(next(3) as u32);
+                let update = announce(&chosen, a);
+                shared.apply_update(id, &update, now);
+                alone.apply_update(id, &update, now);
+            }
+            5..=6 => {
+                let Some(id) = ids[who] else { continue };
+                let chosen: Vec<&str> = (0..1 + next(4)).map(|_| prefixes[next(12) as usize].as_str()).collect();
+                shared.apply_update(id, &withdraw(&chosen), now);
+                alone.apply_update(id, &withdraw(&chosen), now);
+            }
+            7 => match ids[who].take() {
+                Some(id) => {
+                    shared.peer_down(id);
+                    alone.peer_down(id);
+                    shared_tables.remove(&id);
+                    alone_tables.remove(&id);
+                }
+                None => {
+                    let id = shared.peer_up(infos[who].clone());
+                    assert_eq!(alone.peer_up(infos[who].clone()), id);
+                    ids[who] = Some(id);
+                }
+            },
+            8 => {
+                if let Some(id) = ids[who] {
+                    shared.split_member(id);
+                }
+            }
+            _ => {
+                drain_groups(&mut shared, &mut shared_tables);
+                for id in ids.iter().flatten() {
+                    for update in drain(&mut alone, *id) {
+                        deliver(alone_tables.entry(*id).or_default(), &update);
+                    }
+                }
+                for id in ids.iter().flatten() {
+                    let empty = Received::new();
+                    assert_eq!(
+                        shared_tables.get(id).unwrap_or(&empty),
+                        alone_tables.get(id).unwrap_or(&empty),
+                        "seed {start}, step {step}: member {id:?} differs"
+                    );
+                }
+            }
+        }
+    }
+    assert!(shared.group_count() < alone.group_count() || shared.group_count() <= infos.len());
 }
