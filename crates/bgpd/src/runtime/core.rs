@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bgp::fsm::{Negotiated, PeerConfig, State};
-use bgp::rib::{Audience, GroupId, GroupUpdate, PeerId, PeerInfo, Rib, RibConfig};
+use bgp::rib::{GroupId, GroupUpdate, PeerId, PeerInfo, Rib, RibConfig};
 use bgp::types::Family;
 use bgp::wire::{self, codes, AddPathFamily, CodecContext, GracefulRestart, Update};
 use tokio::net::TcpStream;
@@ -499,14 +499,7 @@ impl Core {
             if updates.is_empty() {
                 return;
             }
-            // Consecutive UPDATEs for the same audience travel as one chunk.
-            let mut start = 0;
-            while start < updates.len() {
-                let audience = updates[start].audience;
-                let end = updates[start..].iter().position(|u| u.audience != audience).map_or(updates.len(), |n| start + n);
-                self.send_run(&members, audience, &updates[start..end]);
-                start = end;
-            }
+            self.send_batch(&members, &updates);
             for id in members {
                 let behind = self.live_of(id).is_some_and(|live| live.in_flight.load(Ordering::Acquire) > SPLIT_BYTES);
                 if behind && self.rib.group_members(group).len() > 1 {
@@ -517,30 +510,49 @@ impl Core {
         }
     }
 
-    /// Encode `updates` and queue them to the members of `audience`.
-    fn send_run(&self, members: &[PeerId], audience: Audience, updates: &[GroupUpdate]) {
-        let mut encoded: Vec<(&CodecContext, bytes::Bytes)> = Vec::new();
-        for id in members.iter().copied().filter(|id| audience.includes(*id)) {
+    /// Encode a batch of group UPDATEs once per distinct codec among the members, into one
+    /// buffer, and queue to each member the slices of it that are for it: every member gets
+    /// the same bytes without copies, a member that is the source of some routes gets the
+    /// buffer minus those UPDATEs (two or three slices instead of one).
+    fn send_batch(&self, members: &[PeerId], updates: &[GroupUpdate]) {
+        let mut encoded: Vec<(&CodecContext, bytes::Bytes, Vec<std::ops::Range<usize>>)> = Vec::new();
+        for &id in members {
             let Some(live) = self.live_of(id) else { continue };
-            let data = match encoded.iter().find(|(codec, _)| **codec == live.codec) {
-                Some((_, data)) => data.clone(),
+            let index = match encoded.iter().position(|(codec, ..)| **codec == live.codec) {
+                Some(index) => index,
                 None => {
-                    let mut chunk = Vec::new();
+                    let mut buffer = Vec::new();
+                    let mut ranges = Vec::with_capacity(updates.len());
                     for update in updates {
-                        if let Err(error) = wire::encode_update_split(&update.update, &live.codec, &mut chunk) {
+                        let start = buffer.len();
+                        if let Err(error) = wire::encode_update_split(&update.update, &live.codec, &mut buffer) {
                             tracing::error!(peer = ?self.sessions.get(&id), ?error, "cannot encode UPDATE");
+                            buffer.truncate(start);
                         }
+                        ranges.push(start..buffer.len());
                     }
-                    let data = bytes::Bytes::from(chunk);
-                    encoded.push((&live.codec, data.clone()));
-                    data
+                    encoded.push((&live.codec, bytes::Bytes::from(buffer), ranges));
+                    encoded.len() - 1
                 }
             };
-            if data.is_empty() {
-                continue;
+            let (_, buffer, ranges) = &encoded[index];
+            // Maximal runs of consecutive UPDATEs this member receives.
+            let mut run: Option<std::ops::Range<usize>> = None;
+            for (update, range) in updates.iter().zip(ranges) {
+                if update.audience.includes(id) {
+                    run = Some(match run {
+                        Some(current) if current.end == range.start => current.start..range.end,
+                        Some(current) => {
+                            queue_credited(live, buffer.slice(current));
+                            range.clone()
+                        }
+                        None => range.clone(),
+                    });
+                }
             }
-            live.in_flight.fetch_add(data.len(), Ordering::AcqRel);
-            let _ = live.writer.send(Outgoing::Bytes { data, credit: true });
+            if let Some(current) = run {
+                queue_credited(live, buffer.slice(current));
+            }
         }
     }
 
@@ -650,6 +662,15 @@ fn take_over_stale(
         entry.stale = Some(StaleRoutes { rib_id, deadline: now + STALE_ROUTES_TIME, families: waiting });
     }
     rib_id
+}
+
+/// Queue bytes to a session's writer under flow control (`in_flight` counts them until written).
+fn queue_credited(live: &Live, data: bytes::Bytes) {
+    if data.is_empty() {
+        return;
+    }
+    live.in_flight.fetch_add(data.len(), Ordering::AcqRel);
+    let _ = live.writer.send(Outgoing::Bytes { data, credit: true });
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
