@@ -23,7 +23,7 @@
 //! group of its own (`Rib::split_member`) that starts from a copy of this one's state, so one
 //! slow reader never holds back the others.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,19 +94,60 @@ pub(crate) fn source_peer(source: RouteSource) -> Option<PeerId> {
     }
 }
 
-/// Prefixes waiting to be announced with one outbound attribute set from one source. Entries
-/// may be stale (re-queued elsewhere since); `want` is the authority, checked on emission.
-#[derive(Clone, Debug)]
-struct Pending {
-    attrs: Arc<PathAttributes>,
-    family: Family,
-    source: RouteSource,
-    prefixes: Vec<Prefix>,
+/// Key of an announcement batch: the outbound attribute allocation (kept alive by the batch,
+/// so the address cannot be reused while the key exists), the family and the source peer.
+type BatchKey = (usize, Family, Option<PeerId>);
+
+/// The changes found while resolving one slice of dirty prefixes, packed into as few UPDATEs
+/// as possible: announcements per (attribute set, source), withdrawals per (family, source of
+/// what was advertised), and withdrawals owed to a member whose own route became best.
+#[derive(Default)]
+pub(crate) struct Resolution {
+    announcements: Vec<(Arc<PathAttributes>, Family, Option<PeerId>, Vec<Nlri>)>,
+    index: FastMap<BatchKey, usize>,
+    /// The batch the previous prefix went to: consecutive prefixes usually share it.
+    last: Option<(BatchKey, usize)>,
+    withdrawals: Vec<((Family, Option<PeerId>), Vec<Nlri>)>,
+    retractions: Vec<((Family, PeerId), Vec<Nlri>)>,
 }
 
-/// Key of a pending batch: the outbound attribute allocation (kept alive by the batch, so the
-/// address cannot be reused while the key exists), the family and the source peer.
-type PendingKey = (usize, Family, Option<PeerId>);
+impl Resolution {
+    fn announce(&mut self, attrs: &Arc<PathAttributes>, family: Family, source: Option<PeerId>, prefix: Prefix) {
+        let key = (Arc::as_ptr(attrs) as usize, family, source);
+        let slot = match self.last {
+            Some((last, slot)) if last == key => slot,
+            _ => {
+                let next = self.announcements.len();
+                let slot = *self.index.entry(key).or_insert(next);
+                if slot == next {
+                    self.announcements.push((attrs.clone(), family, source, Vec::new()));
+                }
+                self.last = Some((key, slot));
+                slot
+            }
+        };
+        self.announcements[slot].3.push(Nlri::from(prefix));
+    }
+
+    fn withdraw(&mut self, family: Family, source: Option<PeerId>, prefix: Prefix) {
+        push_keyed(&mut self.withdrawals, (family, source), prefix);
+    }
+
+    fn retract(&mut self, family: Family, member: PeerId, prefix: Prefix) {
+        push_keyed(&mut self.retractions, (family, member), prefix);
+    }
+}
+
+/// Append `prefix` to the list under `key` (few keys: a linear search).
+fn push_keyed<K: PartialEq>(lists: &mut Vec<(K, Vec<Nlri>)>, key: K, prefix: Prefix) {
+    match lists.iter_mut().rev().find(|(k, _)| *k == key) {
+        Some((_, list)) => list.push(Nlri::from(prefix)),
+        None => lists.push((key, vec![Nlri::from(prefix)])),
+    }
+}
+
+/// Smallest dirty list that is ever deduplicated.
+const MIN_DEDUP: usize = 4096;
 
 /// The outbound state shared by the members of one update group.
 #[derive(Clone, Debug)]
@@ -114,37 +155,32 @@ pub(crate) struct ExportGroup {
     pub(crate) key: GroupKey,
     /// Sessions in the group, sorted.
     pub(crate) members: Vec<PeerId>,
-    /// Adj-RIB-Out: what every member except a route's source has been told.
+    /// Adj-RIB-Out: what every member except a route's source has been told, including what
+    /// is resolved into `ready` but not taken yet.
     pub(crate) adj_out: FastMap<Prefix, OutRoute>,
     /// Adj-RIB-Out entries per source peer (a member's own routes are not sent to it).
     from_peer: FastMap<PeerId, usize>,
-    /// Prefixes whose export must be re-evaluated (their best path changed).
-    pub(crate) dirty: BTreeSet<Prefix>,
-    /// Resolved pending changes: `Some` = announce, `None` = withdraw.
-    want: FastMap<Prefix, Option<OutRoute>>,
-    pending: FastMap<PendingKey, Pending>,
-    order: VecDeque<PendingKey>,
-    /// Pending withdrawals (prefixes previously advertised).
-    withdrawals: Vec<Prefix>,
-    /// Messages for single members, emitted before any shared change.
-    private: VecDeque<GroupUpdate>,
-    /// End-of-RIB markers owed to members once the shared queue is drained.
+    /// Prefixes whose export must be re-evaluated, in the order they changed. A prefix that
+    /// changed twice may be listed twice; resolving it again finds nothing to send.
+    pub(crate) dirty: VecDeque<Prefix>,
+    /// Resolved UPDATEs, in order, waiting to be taken.
+    ready: VecDeque<GroupUpdate>,
+    /// Length of `dirty` past which it is deduplicated next.
+    dedup_at: usize,
+    /// End-of-RIB markers owed to members once nothing else is queued.
     eor_pending: Vec<(PeerId, Family)>,
 }
 
 impl ExportGroup {
-    pub(crate) fn new(key: GroupKey, dirty: BTreeSet<Prefix>) -> Self {
+    pub(crate) fn new(key: GroupKey, dirty: VecDeque<Prefix>) -> Self {
         ExportGroup {
             key,
             members: Vec::new(),
             adj_out: FastMap::default(),
             from_peer: FastMap::default(),
             dirty,
-            want: FastMap::default(),
-            pending: FastMap::default(),
-            order: VecDeque::new(),
-            withdrawals: Vec::new(),
-            private: VecDeque::new(),
+            ready: VecDeque::new(),
+            dedup_at: MIN_DEDUP,
             eor_pending: Vec::new(),
         }
     }
@@ -166,13 +202,26 @@ impl ExportGroup {
     /// Forget a member and whatever was queued for it alone.
     pub(crate) fn remove_member(&mut self, peer: PeerId) {
         self.members.retain(|m| *m != peer);
-        self.private.retain(|u| u.audience != Audience::Only(peer));
+        self.ready.retain(|u| u.audience != Audience::Only(peer));
         self.eor_pending.retain(|(p, _)| *p != peer);
+    }
+
+    /// Mark `prefix` for re-evaluation. The list is deduplicated when it grows past twice the
+    /// table size (`table_len`) and past twice its last deduplicated length, so a flapping
+    /// prefix cannot make it grow without bound while the group waits for its members.
+    pub(crate) fn mark_dirty(&mut self, prefix: Prefix, table_len: usize) {
+        self.dirty.push_back(prefix);
+        if self.dirty.len() > self.dedup_at.max(2 * table_len) {
+            let mut seen = FastMap::default();
+            self.dirty.retain(|p| seen.insert(*p, ()).is_none());
+            // Doubling keeps the deduplication amortised O(1) per mark.
+            self.dedup_at = (2 * self.dirty.len()).max(MIN_DEDUP);
+        }
     }
 
     /// Whether anything is queued (may turn out to be nothing once resolved).
     pub(crate) fn has_pending(&self) -> bool {
-        !self.dirty.is_empty() || !self.want.is_empty() || !self.private.is_empty() || !self.eor_pending.is_empty()
+        !self.dirty.is_empty() || !self.ready.is_empty() || !self.eor_pending.is_empty()
     }
 
     /// Prefixes advertised to `peer` (the Adj-RIB-Out minus its own routes).
@@ -182,13 +231,11 @@ impl ExportGroup {
 
     /// A member is sent the whole Adj-RIB-Out (of `family`, or all) again, privately: it
     /// joined after the group advertised it, or asked for it with ROUTE-REFRESH. Changes still
-    /// pending reach it with everyone else's afterwards.
+    /// dirty reach it with everyone else's afterwards.
     pub(crate) fn queue_dump(&mut self, peer: PeerId, family: Option<Family>) {
         let mut batches: FastMap<(usize, Family), (Arc<PathAttributes>, Vec<Prefix>)> = FastMap::default();
         for (prefix, route) in &self.adj_out {
             let prefix_family = Family::of_prefix(prefix);
-            // Prefixes with a change pending are sent as advertised so far too: the change may
-            // still cancel out, and otherwise it follows with everyone else's.
             if family.is_some_and(|f| f != prefix_family) || source_peer(route.source) == Some(peer) {
                 continue;
             }
@@ -205,56 +252,64 @@ impl ExportGroup {
         batches.sort_by(|a, b| a.2[0].cmp(&b.2[0]));
         for (family, attrs, prefixes) in batches {
             let nlri = prefixes.into_iter().map(Nlri::from).collect();
-            self.private.push_back(GroupUpdate { update: announce_update(&attrs, family, nlri), audience: Audience::Only(peer) });
+            self.ready.push_back(GroupUpdate { update: announce_update(&attrs, family, nlri), audience: Audience::Only(peer) });
         }
     }
 
-    /// Record the resolved export of `prefix`, cancelling or replacing any earlier pending change.
-    pub(crate) fn queue(&mut self, prefix: Prefix, desired: Option<OutRoute>) {
-        let current = self.adj_out.get_mut(&prefix);
-        let unchanged = match (&desired, current) {
-            (None, None) => true,
-            (Some(d), Some(cur))
-                if Arc::ptr_eq(&d.attrs, &cur.attrs) && source_peer(d.source) == source_peer(cur.source) =>
-            {
-                // Same attributes to the same members; only the route behind them changed.
-                cur.source = d.source;
-                cur.since = d.since;
-                true
+    /// Record the export of one dirty prefix: compare with the Adj-RIB-Out, update it, and add
+    /// the change (if any) to `batch`.
+    pub(crate) fn resolve_one(&mut self, prefix: Prefix, desired: Option<OutRoute>, batch: &mut Resolution) {
+        let family = Family::of_prefix(&prefix);
+        let Some(desired) = desired else {
+            if let Some(old) = self.adj_out.remove(&prefix) {
+                forget_source(&mut self.from_peer, old.source);
+                batch.withdraw(family, source_peer(old.source), prefix);
             }
-            _ => false,
-        };
-        if unchanged {
-            self.want.remove(&prefix);
             return;
-        }
-        let already = match (self.want.get(&prefix), &desired) {
-            (Some(None), None) => true,
-            (Some(Some(w)), Some(d)) => Arc::ptr_eq(&w.attrs, &d.attrs) && source_peer(w.source) == source_peer(d.source),
-            _ => false,
         };
-        if already {
-            self.want.insert(prefix, desired);
-            return;
-        }
-        match &desired {
-            None => self.withdrawals.push(prefix),
-            Some(d) => {
-                let family = Family::of_prefix(&prefix);
-                let key = (Arc::as_ptr(&d.attrs) as usize, family, source_peer(d.source));
-                let (attrs, source) = (d.attrs.clone(), d.source);
-                let order = &mut self.order;
-                self.pending
-                    .entry(key)
-                    .or_insert_with(|| {
-                        order.push_back(key);
-                        Pending { attrs, family, source, prefixes: Vec::new() }
-                    })
-                    .prefixes
-                    .push(prefix);
+        let source = source_peer(desired.source);
+        let attrs = desired.attrs.clone();
+        match self.adj_out.entry(prefix) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                let current = entry.get_mut();
+                if Arc::ptr_eq(&current.attrs, &desired.attrs) && source_peer(current.source) == source {
+                    // Same attributes to the same members; only the route behind them changed.
+                    current.source = desired.source;
+                    current.since = desired.since;
+                    return;
+                }
+                let old = std::mem::replace(current, desired);
+                forget_source(&mut self.from_peer, old.source);
+                // The source member was told the previous route: it must forget it.
+                if let Some(member) = source.filter(|_| source_peer(old.source) != source) {
+                    batch.retract(family, member, prefix);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(desired);
             }
         }
-        self.want.insert(prefix, desired);
+        if let Some(peer) = source {
+            *self.from_peer.entry(peer).or_default() += 1;
+        }
+        batch.announce(&attrs, family, source, prefix);
+    }
+
+    /// Turn a resolved slice into UPDATEs at the end of the ready queue: withdrawals, then the
+    /// withdrawals owed to members whose own routes won, then announcements. UPDATEs that
+    /// reach no member are dropped (their changes are in the Adj-RIB-Out all the same).
+    pub(crate) fn finish(&mut self, batch: Resolution) {
+        for ((family, source), nlri) in batch.withdrawals {
+            let audience = self.audience_for(source);
+            self.push(withdraw_update(family, nlri), audience);
+        }
+        for ((family, member), nlri) in batch.retractions {
+            self.push(withdraw_update(family, nlri), Audience::Only(member));
+        }
+        for (attrs, family, source, nlri) in batch.announcements {
+            let audience = self.audience_for(source);
+            self.push(announce_update(&attrs, family, nlri), audience);
+        }
     }
 
     /// Who receives routes learned from `source`: everyone but the source when it is a member.
@@ -265,144 +320,59 @@ impl ExportGroup {
         }
     }
 
-    /// Whether an UPDATE for `audience` reaches at least one member.
-    fn reaches_anyone(&self, audience: Audience) -> bool {
-        match audience {
+    fn push(&mut self, update: Update, audience: Audience) {
+        let reaches_anyone = match audience {
             Audience::All => !self.members.is_empty(),
             Audience::AllExcept(peer) => self.members.iter().any(|m| *m != peer),
             Audience::Only(peer) => self.is_member(peer),
+        };
+        if reaches_anyone {
+            self.ready.push_back(GroupUpdate { update, audience });
         }
     }
 
-    fn push(&self, out: &mut Vec<GroupUpdate>, update: Update, audience: Audience) {
-        if self.reaches_anyone(audience) {
-            out.push(GroupUpdate { update, audience });
-        }
-    }
-
-    fn adj_out_insert(&mut self, prefix: Prefix, route: OutRoute) -> Option<OutRoute> {
-        if let Some(peer) = source_peer(route.source) {
-            *self.from_peer.entry(peer).or_default() += 1;
-        }
-        let old = self.adj_out.insert(prefix, route);
-        if let Some(old) = &old {
-            self.from_peer_forget(old.source);
-        }
-        old
-    }
-
-    fn adj_out_remove(&mut self, prefix: &Prefix) -> Option<OutRoute> {
-        let old = self.adj_out.remove(prefix);
-        if let Some(old) = &old {
-            self.from_peer_forget(old.source);
-        }
-        old
-    }
-
-    fn from_peer_forget(&mut self, source: RouteSource) {
-        if let Some(peer) = source_peer(source) {
-            if let Some(count) = self.from_peer.get_mut(&peer) {
-                *count -= 1;
-                if *count == 0 {
-                    self.from_peer.remove(&peer);
-                }
-            }
-        }
-    }
-
-    /// Emit up to `max` UPDATEs: private messages, then withdrawals, then announcements per
-    /// (attribute set, source), then End-of-RIB markers once nothing shared is left.
-    pub(crate) fn emit(&mut self, max: usize) -> Vec<GroupUpdate> {
-        let mut out = Vec::new();
+    /// Move up to `max` ready UPDATEs to `out`.
+    pub(crate) fn take_ready(&mut self, max: usize, out: &mut Vec<GroupUpdate>) {
         while out.len() < max {
-            let Some(update) = self.private.pop_front() else { break };
+            let Some(update) = self.ready.pop_front() else { break };
             out.push(update);
         }
-        if out.len() < max && !self.withdrawals.is_empty() {
-            // Withdrawals per (family, source of what was advertised): the source was never
-            // told, so it is left out.
-            let mut batches: Vec<((Family, Option<PeerId>), Vec<Prefix>)> = Vec::new();
-            for prefix in std::mem::take(&mut self.withdrawals) {
-                if !matches!(self.want.get(&prefix), Some(None)) {
-                    continue;
-                }
-                let Some(old) = self.adj_out.get(&prefix) else {
-                    self.want.remove(&prefix);
-                    continue;
-                };
-                let key = (Family::of_prefix(&prefix), source_peer(old.source));
-                match batches.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, list)) => list.push(prefix),
-                    None => batches.push((key, vec![prefix])),
-                }
-            }
-            for ((family, source), prefixes) in batches {
-                if out.len() >= max {
-                    self.withdrawals.extend(prefixes);
-                    continue;
-                }
-                let mut nlri = Vec::with_capacity(prefixes.len());
-                for prefix in prefixes {
-                    self.want.remove(&prefix);
-                    self.adj_out_remove(&prefix);
-                    nlri.push(Nlri::from(prefix));
-                }
-                let audience = self.audience_for(source);
-                self.push(&mut out, withdraw_update(family, nlri), audience);
-            }
+    }
+
+    /// Once nothing is dirty or ready: the End-of-RIB markers owed, up to `max` in `out`.
+    pub(crate) fn take_end_of_rib(&mut self, max: usize, out: &mut Vec<GroupUpdate>) {
+        if !self.dirty.is_empty() || !self.ready.is_empty() {
+            return;
         }
-        while out.len() < max {
-            let Some(key) = self.order.pop_front() else { break };
-            let Some(batch) = self.pending.remove(&key) else { continue };
-            let source = source_peer(batch.source);
-            let mut nlri = Vec::with_capacity(batch.prefixes.len());
-            // The source member was told the previous route of these prefixes (if any).
-            let mut retract = Vec::new();
-            for prefix in batch.prefixes {
-                let current = matches!(self.want.get(&prefix), Some(Some(w))
-                    if Arc::ptr_eq(&w.attrs, &batch.attrs) && source_peer(w.source) == source);
-                if !current {
-                    continue;
-                }
-                let Some(Some(route)) = self.want.remove(&prefix) else { continue };
-                if let Some(old) = self.adj_out_insert(prefix, route) {
-                    if source.is_some() && source_peer(old.source) != source {
-                        retract.push(Nlri::from(prefix));
-                    }
-                }
-                nlri.push(Nlri::from(prefix));
-            }
-            if let (Some(peer), false) = (source, retract.is_empty()) {
-                if self.is_member(peer) {
-                    out.push(GroupUpdate { update: withdraw_update(batch.family, retract), audience: Audience::Only(peer) });
-                }
-            }
-            if !nlri.is_empty() {
-                let audience = self.audience_for(source);
-                self.push(&mut out, announce_update(&batch.attrs, batch.family, nlri), audience);
-            }
+        while out.len() < max && !self.eor_pending.is_empty() {
+            let (peer, family) = self.eor_pending.remove(0);
+            out.push(GroupUpdate { update: Update::end_of_rib(family), audience: Audience::Only(peer) });
         }
-        if self.dirty.is_empty() && self.want.is_empty() && self.private.is_empty() {
-            while out.len() < max && !self.eor_pending.is_empty() {
-                let (peer, family) = self.eor_pending.remove(0);
-                out.push(GroupUpdate { update: Update::end_of_rib(family), audience: Audience::Only(peer) });
-            }
-        }
-        out
     }
 
     /// Take `peer` out into a group of its own that continues from this group's state: the
-    /// same Adj-RIB-Out (what it will know once it has read what was emitted), the pending
-    /// changes as dirty prefixes, and what was queued for it alone.
+    /// same Adj-RIB-Out (what it will know once it has read what was emitted), the same dirty
+    /// prefixes, and the ready UPDATEs it is to receive.
     pub(crate) fn split(&mut self, peer: PeerId) -> ExportGroup {
         let mut alone = ExportGroup::new(self.key.clone(), self.dirty.clone());
-        alone.dirty.extend(self.want.keys().copied());
         alone.adj_out = self.adj_out.clone();
         alone.from_peer = self.from_peer.clone();
         alone.members = vec![peer];
-        alone.private = self.private.iter().filter(|u| u.audience == Audience::Only(peer)).cloned().collect();
+        alone.ready = self.ready.iter().filter(|u| u.audience.includes(peer)).cloned().collect();
         alone.eor_pending = self.eor_pending.iter().filter(|(p, _)| *p == peer).copied().collect();
         self.remove_member(peer);
         alone
+    }
+}
+
+/// One Adj-RIB-Out entry from `source` is gone.
+fn forget_source(from_peer: &mut FastMap<PeerId, usize>, source: RouteSource) {
+    if let Some(peer) = source_peer(source) {
+        if let Some(count) = from_peer.get_mut(&peer) {
+            *count -= 1;
+            if *count == 0 {
+                from_peer.remove(&peer);
+            }
+        }
     }
 }

@@ -28,7 +28,7 @@ mod intern;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Maps keyed by prefix are the RIB's hot path: foldhash is several times faster than SipHash
 /// on such small keys and still seeds every map at random, so peers cannot aim collisions.
@@ -358,7 +358,6 @@ impl Rib {
         let Some(key) = self.peers.get(&peer).map(Peer::group_key) else { return };
         let id = match self.joinable.get(&key) {
             Some(&id) => {
-                self.resolve(id);
                 let group = self.groups.get_mut(&id).expect("joinable groups exist");
                 group.queue_dump(peer, None);
                 id
@@ -366,9 +365,10 @@ impl Rib {
             None => {
                 let id = GroupId(self.next_group);
                 self.next_group += 1;
-                let dirty: BTreeSet<Prefix> =
+                let mut dirty: Vec<Prefix> =
                     self.loc.keys().filter(|p| key.families.contains(&Family::of_prefix(p))).copied().collect();
-                self.groups.insert(id, ExportGroup::new(key.clone(), dirty));
+                dirty.sort_unstable();
+                self.groups.insert(id, ExportGroup::new(key.clone(), dirty.into()));
                 self.joinable.insert(key, id);
                 id
             }
@@ -438,13 +438,16 @@ impl Rib {
         }
         let mut out = Vec::new();
         loop {
-            self.resolve(group);
             let Some(state) = self.groups.get_mut(&group) else { return out };
-            out.extend(state.emit(max_updates - out.len()));
-            // Resolve the next slice while there is room (a slice may also cancel out).
-            if out.len() >= max_updates || state.dirty.is_empty() {
+            state.take_ready(max_updates, &mut out);
+            if out.len() >= max_updates {
                 return out;
             }
+            if state.dirty.is_empty() {
+                state.take_end_of_rib(max_updates, &mut out);
+                return out;
+            }
+            self.resolve(group);
         }
     }
 
@@ -702,11 +705,8 @@ impl Rib {
         if !state.negotiated(family) {
             return;
         }
-        let Some(id) = state.group else { return };
-        self.resolve(id);
-        if let Some(group) = self.groups.get_mut(&id) {
-            group.queue_dump(peer, Some(family));
-        }
+        let Some(group) = state.group.and_then(|id| self.groups.get_mut(&id)) else { return };
+        group.queue_dump(peer, Some(family));
     }
 
     /// Best-path changes since the last call, for the FIB hook: `(prefix, Some(best attributes))`
@@ -978,50 +978,61 @@ impl Rib {
         if changed {
             self.best_changes.insert(prefix);
             let family = Family::of_prefix(&prefix);
+            let table_len = self.loc.len();
             for group in self.groups.values_mut() {
                 if group.key.families.contains(&family) {
-                    group.dirty.insert(prefix);
+                    group.mark_dirty(prefix, table_len);
                 }
             }
         }
         changed
     }
 
-    /// Turn a group's dirty prefixes into pending announcements/withdrawals.
+    /// Resolve the next slice of a group's dirty prefixes against the Loc-RIB into ready
+    /// UPDATEs (the Adj-RIB-Out is updated as they are made).
     fn resolve(&mut self, group: GroupId) {
         let Rib { config, outbound, groups, loc, .. } = self;
         let Some(state) = groups.get_mut(&group) else { return };
-        if state.dirty.is_empty() {
+        // A bounded slice at a time, so resolved-but-untaken UPDATEs stay few whatever the
+        // table size.
+        let count = state.dirty.len().min(RESOLVE_BATCH);
+        if count == 0 {
             return;
-        }
-        // A bounded slice at a time, so the resolved-but-unsent state stays small whatever
-        // the table size; the rest stays dirty for the next call.
-        let mut dirty = Vec::with_capacity(state.dirty.len().min(RESOLVE_BATCH));
-        while dirty.len() < RESOLVE_BATCH {
-            let Some(prefix) = state.dirty.pop_first() else { break };
-            dirty.push(prefix);
         }
         // Export result per (received attribute set, source, family), valid for this call only.
         // The cached input `Arc` keeps its allocation alive, so its address cannot be reused by
         // another attribute set while the key exists.
+        type CacheKey = (usize, RouteSource, Family);
         type Cached = (Arc<PathAttributes>, Option<Arc<PathAttributes>>);
-        let mut cache: FastMap<(usize, RouteSource, Family), Cached> = FastMap::default();
+        let mut cache: FastMap<CacheKey, Cached> = FastMap::default();
+        let mut last: Option<(CacheKey, Option<Arc<PathAttributes>>)> = None;
         let target = export::Target {
             ebgp: state.key.ebgp,
             client: state.key.client,
             local_address: state.key.local_address,
         };
-        for prefix in dirty {
+        let mut batch = group::Resolution::default();
+        for _ in 0..count {
+            let Some(prefix) = state.dirty.pop_front() else { break };
             let family = Family::of_prefix(&prefix);
             let desired = loc.get(&prefix).and_then(|d| d.best_path()).and_then(|path| {
                 let key = (Arc::as_ptr(&path.attrs) as usize, path.source, family);
-                let entry = cache.entry(key).or_insert_with(|| {
-                    let exported = export::export(config, &target, path, family).map(|a| outbound.intern(a));
-                    (path.attrs.clone(), exported)
-                });
-                entry.1.clone().map(|attrs| OutRoute { attrs, source: path.source, since: path.since })
+                let exported = match &last {
+                    // Consecutive prefixes mostly come from the same UPDATE.
+                    Some((last_key, exported)) if *last_key == key => exported.clone(),
+                    _ => {
+                        let entry = cache.entry(key).or_insert_with(|| {
+                            let exported = export::export(config, &target, path, family).map(|a| outbound.intern(a));
+                            (path.attrs.clone(), exported)
+                        });
+                        last = Some((key, entry.1.clone()));
+                        entry.1.clone()
+                    }
+                };
+                exported.map(|attrs| OutRoute { attrs, source: path.source, since: path.since })
             });
-            state.queue(prefix, desired);
+            state.resolve_one(prefix, desired, &mut batch);
         }
+        state.finish(batch);
     }
 }
