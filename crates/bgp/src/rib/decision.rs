@@ -32,14 +32,15 @@ use crate::wire::Origin;
 /// LOCAL_PREF assumed when a route has none (the common default, also GoBGP's and BIRD's).
 pub(crate) const DEFAULT_LOCAL_PREF: u32 = 100;
 
-/// Index into `paths` of the best route, `None` when `paths` is empty.
+/// Index into `paths` of the best accepted route, `None` when none is accepted.
 pub(crate) fn select_best(paths: &[Path], local_as: u32, router_id: Ipv4Addr) -> Option<usize> {
-    match paths.len() {
-        0 => return None,
-        1 => return Some(0),
+    match paths {
+        [] => return None,
+        [only] => return only.accepted.then_some(0),
         _ => {}
     }
-    let mut c: Vec<usize> = (0..paths.len()).collect();
+    // Only routes that passed the import checks are candidates.
+    let mut c: Vec<usize> = (0..paths.len()).filter(|&i| paths[i].accepted).collect();
 
     // 0. locally originated first.
     if c.iter().any(|&i| paths[i].source == RouteSource::Local) {

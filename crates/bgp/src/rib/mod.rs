@@ -160,7 +160,9 @@ pub(crate) struct SourceMeta {
     pub(crate) router_id: Ipv4Addr,
 }
 
-/// One candidate path of a Loc-RIB prefix.
+/// One path of a prefix as received from a peer (its Adj-RIB-In entry) or originated here.
+/// The Adj-RIBs-In live in the Loc-RIB's destinations: a received route is stored once, and
+/// the accepted ones are the decision's candidates.
 #[derive(Clone, Debug)]
 pub(crate) struct Path {
     pub(crate) source: RouteSource,
@@ -169,6 +171,18 @@ pub(crate) struct Path {
     pub(crate) attrs: Arc<PathAttributes>,
     pub(crate) since: Instant,
     pub(crate) meta: SourceMeta,
+    /// Passed the import checks: a decision candidate. Rejected routes are kept so `received`
+    /// and the Adj-RIB-In view show what the peer sent.
+    pub(crate) accepted: bool,
+    /// Kept across a graceful restart of the peer and not re-announced yet (RFC 4724 §4.2).
+    pub(crate) stale: bool,
+}
+
+impl Path {
+    /// Whether this path came from `peer`.
+    fn from_peer(&self, peer: PeerId) -> bool {
+        matches!(self.source, RouteSource::Peer(id, _) if id == peer)
+    }
 }
 
 impl Path {
@@ -191,18 +205,8 @@ impl Dest {
     }
 }
 
-/// One Adj-RIB-In entry. Rejected routes are kept (flagged) so `received` and the adj-in view
-/// show what the peer sent, but they are not decision candidates.
-#[derive(Clone, Debug)]
-struct InRoute {
-    attrs: Arc<PathAttributes>,
-    since: Instant,
-    accepted: bool,
-    /// Kept across a graceful restart of the peer and not re-announced yet (RFC 4724 §4.2).
-    stale: bool,
-}
-
-/// Per-session state: the Adj-RIB-In and the update group the session is sending with.
+/// Per-session state: counters of its Adj-RIB-In (whose routes live in the Loc-RIB's
+/// destinations) and the update group the session is sending with.
 #[derive(Debug)]
 struct Peer {
     info: PeerInfo,
@@ -210,8 +214,8 @@ struct Peer {
     /// A session is up. False while only stale routes are held after a graceful down: the
     /// entry is then no export target and belongs to no group.
     up: bool,
-    /// Adj-RIB-In keyed by (prefix, ADD-PATH id or 0).
-    adj_in: FastMap<(Prefix, u32), InRoute>,
+    /// Routes in its Adj-RIB-In, and how many of them passed the import checks.
+    received: usize,
     accepted: usize,
     /// The update group holding this session's Adj-RIB-Out and outbound queue (while up).
     group: Option<GroupId>,
@@ -330,7 +334,10 @@ impl Rib {
 
     /// Adj-RIB-In entries of `peer` still marked stale (RFC 4724); 0 for an unknown peer.
     pub fn stale_count(&self, peer: PeerId) -> usize {
-        self.peers.get(&peer).map_or(0, |p| p.adj_in.values().filter(|r| r.stale).count())
+        if !self.peers.contains_key(&peer) {
+            return 0;
+        }
+        self.paths_of(peer).filter(|(_, path)| path.stale).count()
     }
 
     /// Session established: registers the peer and queues the whole eligible Loc-RIB for it,
@@ -342,7 +349,7 @@ impl Rib {
             ebgp: info.remote_as != self.config.local_as,
             up: true,
             info,
-            adj_in: FastMap::default(),
+            received: 0,
             accepted: 0,
             group: None,
         };
@@ -456,12 +463,11 @@ impl Rib {
     pub fn peer_down(&mut self, peer: PeerId) {
         self.leave_group(peer);
         let Some(state) = self.peers.remove(&peer) else { return };
-        let mut prefixes: Vec<Prefix> =
-            state.adj_in.iter().filter(|(_, r)| r.accepted).map(|((p, _), _)| *p).collect();
+        let mut prefixes: Vec<Prefix> = self.paths_of(peer).map(|(prefix, _)| *prefix).collect();
         prefixes.sort();
         prefixes.dedup();
         for prefix in prefixes {
-            self.change_dest(prefix, |paths| paths.retain(|p| !matches!(p.source, RouteSource::Peer(id, _) if id == peer)));
+            self.change_dest(prefix, |paths| paths.retain(|p| !p.from_peer(peer)));
         }
         drop(state);
         self.inbound.sweep();
@@ -479,19 +485,20 @@ impl Rib {
     pub fn peer_down_graceful(&mut self, peer: PeerId, families: &[Family]) -> usize {
         let Some(state) = self.peers.get_mut(&peer) else { return 0 };
         if !state.up {
-            return state.adj_in.values().filter(|r| r.stale).count();
+            return self.stale_count(peer);
         }
         state.up = false;
         self.leave_group(peer);
-        let Some(state) = self.peers.get_mut(&peer) else { return 0 };
         let mut kept = 0;
         let mut dropped = Vec::new();
-        for ((prefix, path_id), route) in state.adj_in.iter_mut() {
-            if families.contains(&Family::of_prefix(prefix)) {
-                route.stale = true;
-                kept += 1;
-            } else {
-                dropped.push(Nlri { path_id: Some(*path_id), prefix: *prefix });
+        for (prefix, dest) in self.loc.iter_mut() {
+            for path in dest.paths.iter_mut().filter(|p| p.from_peer(peer)) {
+                if families.contains(&Family::of_prefix(prefix)) {
+                    path.stale = true;
+                    kept += 1;
+                } else {
+                    dropped.push(Nlri { path_id: Some(path.path_id), prefix: *prefix });
+                }
             }
         }
         if kept == 0 {
@@ -536,11 +543,13 @@ impl Rib {
             || old_source != new_source;
         let mut purge = Vec::new();
         let mut retag = Vec::new();
-        for ((prefix, path_id), route) in &state.adj_in {
-            if type_changed || !families.contains(&Family::of_prefix(prefix)) {
-                purge.push(Nlri { path_id: Some(*path_id), prefix: *prefix });
-            } else if meta_changed && route.accepted {
-                retag.push((*prefix, *path_id));
+        for (prefix, dest) in &self.loc {
+            for path in dest.paths.iter().filter(|p| p.from_peer(stale_from)) {
+                if type_changed || !families.contains(&Family::of_prefix(prefix)) {
+                    purge.push(Nlri { path_id: Some(path.path_id), prefix: *prefix });
+                } else if meta_changed {
+                    retag.push((*prefix, path.path_id));
+                }
             }
         }
         state.ebgp = ebgp;
@@ -582,12 +591,13 @@ impl Rib {
 
     /// Remove `peer`'s stale Adj-RIB-In routes whose prefix matches `which`.
     fn purge_where(&mut self, peer: PeerId, which: impl Fn(&Prefix) -> bool) -> usize {
-        let Some(state) = self.peers.get(&peer) else { return 0 };
-        let stale: Vec<Nlri> = state
-            .adj_in
-            .iter()
-            .filter(|((prefix, _), route)| route.stale && which(prefix))
-            .map(|((prefix, path_id), _)| Nlri { path_id: Some(*path_id), prefix: *prefix })
+        if !self.peers.contains_key(&peer) {
+            return 0;
+        }
+        let stale: Vec<Nlri> = self
+            .paths_of(peer)
+            .filter(|(prefix, path)| path.stale && which(prefix))
+            .map(|(prefix, path)| Nlri { path_id: Some(path.path_id), prefix: *prefix })
             .collect();
         for nlri in &stale {
             self.withdraw_in(peer, nlri);
@@ -651,6 +661,8 @@ impl Rib {
             attrs,
             since: now,
             meta: SourceMeta { ebgp: false, client: false, router_id: self.config.router_id },
+            accepted: true,
+            stale: false,
         };
         self.change_dest(prefix, move |paths| {
             match paths.iter_mut().find(|p| p.source == RouteSource::Local) {
@@ -723,13 +735,14 @@ impl Rib {
 
     /// Loc-RIB of one family: every candidate path, sorted by prefix, best path first.
     pub fn loc_rib(&self, family: Family) -> Vec<RouteView> {
-        let mut prefixes: Vec<&Prefix> = self.loc.keys().filter(|p| Family::of_prefix(p) == family).collect();
+        let mut prefixes: Vec<&Prefix> =
+            self.loc.iter().filter(|(p, d)| Family::of_prefix(p) == family && d.best.is_some()).map(|(p, _)| p).collect();
         prefixes.sort();
         let mut out = Vec::new();
         for prefix in prefixes {
             let dest = &self.loc[prefix];
             let best = dest.best;
-            let mut indexes: Vec<usize> = (0..dest.paths.len()).collect();
+            let mut indexes: Vec<usize> = (0..dest.paths.len()).filter(|&i| dest.paths[i].accepted).collect();
             indexes.sort_by_key(|&i| Some(i) != best);
             for i in indexes {
                 let p = &dest.paths[i];
@@ -750,19 +763,21 @@ impl Rib {
     pub fn adj_rib_in(&self, peer: PeerId, family: Family) -> Vec<RouteView> {
         let Some(state) = self.peers.get(&peer) else { return Vec::new() };
         let source = RouteSource::Peer(peer, state.info.address);
-        let mut keys: Vec<&(Prefix, u32)> =
-            state.adj_in.keys().filter(|(p, _)| Family::of_prefix(p) == family).collect();
-        keys.sort();
-        keys.into_iter()
-            .map(|key| {
-                let route = &state.adj_in[key];
-                let best = route.accepted
-                    && self.loc.get(&key.0).and_then(|d| d.best_path()).is_some_and(|b| {
-                        b.source == source && b.path_id == key.1
-                    });
-                RouteView { prefix: key.0, attrs: route.attrs.clone(), source, since: route.since, best }
+        let mut views: Vec<(u32, RouteView)> = self
+            .loc
+            .iter()
+            .filter(|(prefix, _)| Family::of_prefix(prefix) == family)
+            .flat_map(|(prefix, dest)| {
+                let best = dest.best_path();
+                dest.paths.iter().filter(|p| p.from_peer(peer)).map(move |path| {
+                    let is_best = best.is_some_and(|b| b.from_peer(peer) && b.path_id == path.path_id);
+                    let view = RouteView { prefix: *prefix, attrs: path.attrs.clone(), source, since: path.since, best: is_best };
+                    (path.path_id, view)
+                })
             })
-            .collect()
+            .collect();
+        views.sort_by(|a, b| (a.1.prefix, a.0).cmp(&(b.1.prefix, b.0)));
+        views.into_iter().map(|(_, view)| view).collect()
     }
 
     /// Adj-RIB-Out of one family: what was sent, with the outbound attributes, sorted by prefix.
@@ -787,7 +802,7 @@ impl Rib {
     /// Received / accepted / advertised counters; zero for an unknown peer.
     pub fn peer_counts(&self, peer: PeerId) -> PeerCounts {
         self.peers.get(&peer).map_or_else(PeerCounts::default, |p| PeerCounts {
-            received: p.adj_in.len(),
+            received: p.received,
             accepted: p.accepted,
             advertised: p.group.and_then(|g| self.groups.get(&g)).map_or(0, |g| g.advertised_to(peer)),
         })
@@ -800,7 +815,7 @@ impl Rib {
 
     /// Number of prefixes with at least one candidate path.
     pub fn prefix_count(&self) -> usize {
-        self.loc.len()
+        self.loc.values().filter(|d| d.best.is_some()).count()
     }
 
     // ---- internals ----
@@ -883,78 +898,71 @@ impl Rib {
         now: Instant,
     ) -> bool {
         let path_id = nlri.path_id.unwrap_or(0);
-        let key = (nlri.prefix, path_id);
-        let Some(state) = self.peers.get_mut(&peer) else { return false };
-        let previous = state.adj_in.get_mut(&key).map(|r| {
-            let same = Arc::ptr_eq(&r.attrs, attrs) && r.accepted == accepted;
-            if same {
-                // Re-announced after a graceful restart: no longer stale.
-                r.stale = false;
+        let is_this = move |p: &Path| p.from_peer(peer) && p.path_id == path_id;
+        let mut previous_accepted = None;
+        if let Some(existing) = self.loc.get_mut(&nlri.prefix).and_then(|d| d.paths.iter_mut().find(|p| is_this(p))) {
+            if Arc::ptr_eq(&existing.attrs, attrs) && existing.accepted == accepted {
+                // A repeat of what we hold: nothing changes, the route keeps its age; after a
+                // graceful restart it is no longer stale.
+                existing.stale = false;
+                return false;
             }
-            (same, r.accepted)
-        });
-        match previous {
-            // A repeat of what we hold: nothing changes, the route keeps its age.
-            Some((true, _)) => return false,
-            Some((_, true)) => state.accepted -= 1,
-            _ => {}
+            previous_accepted = Some(existing.accepted);
+        }
+        let Some(state) = self.peers.get_mut(&peer) else { return false };
+        match previous_accepted {
+            Some(true) => state.accepted -= 1,
+            Some(false) => {}
+            None => state.received += 1,
         }
         if accepted {
             state.accepted += 1;
         }
-        let old = state.adj_in.insert(key, InRoute { attrs: attrs.clone(), since: now, accepted, stale: false });
-        let changed = self.replace_candidate(nlri.prefix, source, meta, path_id, attrs, accepted, now);
-        if let Some(old) = old {
+        let path = Path { source, path_id, attrs: attrs.clone(), since: now, meta, accepted, stale: false };
+        let mut replaced = None;
+        let changed = self.change_dest(nlri.prefix, |paths| match paths.iter_mut().find(|p| is_this(p)) {
+            Some(existing) => replaced = Some(std::mem::replace(existing, path)),
+            None => {
+                // Most prefixes have one path: no spare capacity per prefix.
+                paths.reserve_exact(1);
+                paths.push(path)
+            }
+        });
+        if let Some(old) = replaced {
             // After the Loc-RIB dropped its copy, so an unused set leaves the interner.
             self.inbound.release(old.attrs);
         }
         changed
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn replace_candidate(
-        &mut self,
-        prefix: Prefix,
-        source: RouteSource,
-        meta: SourceMeta,
-        path_id: u32,
-        attrs: &Arc<PathAttributes>,
-        accepted: bool,
-        now: Instant,
-    ) -> bool {
-        let is_this = move |p: &Path| p.source == source && p.path_id == path_id;
-        if accepted {
-            let path = Path { source, path_id, attrs: attrs.clone(), since: now, meta };
-            self.change_dest(prefix, move |paths| match paths.iter_mut().find(|p| is_this(p)) {
-                Some(existing) => *existing = path,
-                None => {
-                    // Most prefixes have one path: no spare capacity per prefix.
-                    paths.reserve_exact(1);
-                    paths.push(path)
-                }
-            })
-        } else {
-            if !self.loc.get(&prefix).is_some_and(|d| d.paths.iter().any(is_this)) {
-                return false;
-            }
-            self.change_dest(prefix, move |paths| paths.retain(|p| !is_this(p)))
-        }
-    }
-
     /// One received withdrawal. Returns whether the best path changed.
     fn withdraw_in(&mut self, peer: PeerId, nlri: &Nlri) -> bool {
         let path_id = nlri.path_id.unwrap_or(0);
+        let is_this = move |p: &Path| p.from_peer(peer) && p.path_id == path_id;
+        let held = self.loc.get(&nlri.prefix).and_then(|d| d.paths.iter().find(|p| is_this(p))).map(|p| p.accepted);
+        let Some(was_accepted) = held else { return false };
         let Some(state) = self.peers.get_mut(&peer) else { return false };
-        let Some(old) = state.adj_in.remove(&(nlri.prefix, path_id)) else { return false };
-        let mut changed = false;
-        if old.accepted {
+        state.received -= 1;
+        if was_accepted {
             state.accepted -= 1;
-            changed = self.change_dest(nlri.prefix, |paths| {
-                paths.retain(|p| !(matches!(p.source, RouteSource::Peer(id, _) if id == peer) && p.path_id == path_id))
-            });
         }
-        self.inbound.release(old.attrs);
+        let mut removed = None;
+        let changed = self.change_dest(nlri.prefix, |paths| {
+            if let Some(index) = paths.iter().position(is_this) {
+                removed = Some(paths.remove(index));
+            }
+        });
+        if let Some(old) = removed {
+            self.inbound.release(old.attrs);
+        }
         changed
+    }
+
+    /// Every path received from `peer`, with its prefix (a walk over the whole table).
+    fn paths_of(&self, peer: PeerId) -> impl Iterator<Item = (&Prefix, &Path)> + '_ {
+        self.loc
+            .iter()
+            .flat_map(move |(prefix, dest)| dest.paths.iter().filter(move |p| p.from_peer(peer)).map(move |p| (prefix, p)))
     }
 
     /// Apply `edit` to the candidates of `prefix`, re-run the decision, and when the best path
