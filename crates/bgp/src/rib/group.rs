@@ -26,7 +26,6 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::{announce_update, withdraw_update, FastMap, PeerId, RouteSource};
 use crate::types::{Family, Prefix};
@@ -76,13 +75,13 @@ pub(crate) struct GroupKey {
     pub(crate) families: Vec<Family>,
 }
 
-/// What the group advertised (Adj-RIB-Out) or wants to advertise (pending) for one prefix: the
-/// outbound attribute set (interned in the outbound interner) and the Loc-RIB route behind it.
+/// What the group advertised for one prefix: the outbound attribute set (interned in the
+/// outbound interner) and the peer the route came from (`None`: originated here). Kept this
+/// small on purpose, one per prefix and group: the rest is in the Loc-RIB.
 #[derive(Clone, Debug)]
 pub(crate) struct OutRoute {
     pub(crate) attrs: Arc<PathAttributes>,
-    pub(crate) source: RouteSource,
-    pub(crate) since: Instant,
+    pub(crate) source: Option<PeerId>,
 }
 
 /// The peer a route came from, if any (the address in `RouteSource` may change when a
@@ -236,7 +235,7 @@ impl ExportGroup {
         let mut batches: FastMap<(usize, Family), (Arc<PathAttributes>, Vec<Prefix>)> = FastMap::default();
         for (prefix, route) in &self.adj_out {
             let prefix_family = Family::of_prefix(prefix);
-            if family.is_some_and(|f| f != prefix_family) || source_peer(route.source) == Some(peer) {
+            if family.is_some_and(|f| f != prefix_family) || route.source == Some(peer) {
                 continue;
             }
             batches
@@ -263,25 +262,23 @@ impl ExportGroup {
         let Some(desired) = desired else {
             if let Some(old) = self.adj_out.remove(&prefix) {
                 forget_source(&mut self.from_peer, old.source);
-                batch.withdraw(family, source_peer(old.source), prefix);
+                batch.withdraw(family, old.source, prefix);
             }
             return;
         };
-        let source = source_peer(desired.source);
+        let source = desired.source;
         let attrs = desired.attrs.clone();
         match self.adj_out.entry(prefix) {
             std::collections::hash_map::Entry::Occupied(mut entry) => {
                 let current = entry.get_mut();
-                if Arc::ptr_eq(&current.attrs, &desired.attrs) && source_peer(current.source) == source {
-                    // Same attributes to the same members; only the route behind them changed.
-                    current.source = desired.source;
-                    current.since = desired.since;
+                if Arc::ptr_eq(&current.attrs, &desired.attrs) && current.source == source {
+                    // Same attributes to the same members: nothing to send.
                     return;
                 }
                 let old = std::mem::replace(current, desired);
                 forget_source(&mut self.from_peer, old.source);
                 // The source member was told the previous route: it must forget it.
-                if let Some(member) = source.filter(|_| source_peer(old.source) != source) {
+                if let Some(member) = source.filter(|_| old.source != source) {
                     batch.retract(family, member, prefix);
                 }
             }
@@ -366,8 +363,8 @@ impl ExportGroup {
 }
 
 /// One Adj-RIB-Out entry from `source` is gone.
-fn forget_source(from_peer: &mut FastMap<PeerId, usize>, source: RouteSource) {
-    if let Some(peer) = source_peer(source) {
+fn forget_source(from_peer: &mut FastMap<PeerId, usize>, source: Option<PeerId>) {
+    if let Some(peer) = source {
         if let Some(count) = from_peer.get_mut(&peer) {
             *count -= 1;
             if *count == 0 {

@@ -192,10 +192,14 @@ impl Path {
     }
 }
 
-/// All candidates of one prefix plus the index of the selected one.
+/// Paths of one prefix. Nearly every prefix has exactly one, kept inline: no allocation per
+/// prefix, and the path sits in the table's own memory.
+type Paths = smallvec::SmallVec<[Path; 1]>;
+
+/// All paths of one prefix plus the index of the selected one.
 #[derive(Debug, Default)]
 struct Dest {
-    paths: Vec<Path>,
+    paths: Paths,
     best: Option<usize>,
 }
 
@@ -670,7 +674,6 @@ impl Rib {
                 Some(existing) => *existing = path,
                 None => {
                     // Most prefixes have one path: no spare capacity per prefix.
-                    paths.reserve_exact(1);
                     paths.push(path)
                 }
             }
@@ -781,22 +784,25 @@ impl Rib {
     }
 
     /// Adj-RIB-Out of one family: what was sent, with the outbound attributes, sorted by prefix.
+    /// Source and age come from the Loc-RIB route behind each entry; an entry whose route is
+    /// already gone (its withdrawal about to be sent) is left out.
     pub fn adj_rib_out(&self, peer: PeerId, family: Family) -> Vec<RouteView> {
         let Some(group) = self.group_of(peer).and_then(|g| self.groups.get(&g)) else { return Vec::new() };
-        let mut prefixes: Vec<&Prefix> = group
+        let mut views: Vec<RouteView> = group
             .adj_out
             .iter()
-            .filter(|(p, route)| Family::of_prefix(p) == family && source_peer(route.source) != Some(peer))
-            .map(|(p, _)| p)
-            .collect();
-        prefixes.sort();
-        prefixes
-            .into_iter()
-            .map(|prefix| {
-                let route = &group.adj_out[prefix];
-                RouteView { prefix: *prefix, attrs: route.attrs.clone(), source: route.source, since: route.since, best: true }
+            .filter(|(p, route)| Family::of_prefix(p) == family && route.source != Some(peer))
+            .filter_map(|(prefix, route)| {
+                let dest = self.loc.get(prefix)?;
+                let behind = dest
+                    .best_path()
+                    .filter(|p| source_peer(p.source) == route.source)
+                    .or_else(|| dest.paths.iter().find(|p| p.accepted && source_peer(p.source) == route.source))?;
+                Some(RouteView { prefix: *prefix, attrs: route.attrs.clone(), source: behind.source, since: behind.since, best: true })
             })
-            .collect()
+            .collect();
+        views.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        views
     }
 
     /// Received / accepted / advertised counters; zero for an unknown peer.
@@ -922,11 +928,7 @@ impl Rib {
         let mut replaced = None;
         let changed = self.change_dest(nlri.prefix, |paths| match paths.iter_mut().find(|p| is_this(p)) {
             Some(existing) => replaced = Some(std::mem::replace(existing, path)),
-            None => {
-                // Most prefixes have one path: no spare capacity per prefix.
-                paths.reserve_exact(1);
-                paths.push(path)
-            }
+            None => paths.push(path),
         });
         if let Some(old) = replaced {
             // After the Loc-RIB dropped its copy, so an unused set leaves the interner.
@@ -967,7 +969,7 @@ impl Rib {
 
     /// Apply `edit` to the candidates of `prefix`, re-run the decision, and when the best path
     /// changed record it for the FIB and mark the prefix dirty for every peer of its family.
-    fn change_dest(&mut self, prefix: Prefix, edit: impl FnOnce(&mut Vec<Path>)) -> bool {
+    fn change_dest(&mut self, prefix: Prefix, edit: impl FnOnce(&mut Paths)) -> bool {
         let dest = self.loc.entry(prefix).or_default();
         let before = dest.best_path().cloned();
         edit(&mut dest.paths);
@@ -1037,7 +1039,7 @@ impl Rib {
                         entry.1.clone()
                     }
                 };
-                exported.map(|attrs| OutRoute { attrs, source: path.source, since: path.since })
+                exported.map(|attrs| OutRoute { attrs, source: source_peer(path.source) })
             });
             state.resolve_one(prefix, desired, &mut batch);
         }
