@@ -55,10 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Ok(filter) if !filter.is_empty() => filter,
         _ => args.log_level.clone(),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).with_context(|| format!("log level {filter:?}"))?)
-        .with_writer(std::io::stderr)
-        .try_init();
+    super::init_logging(tracing_subscriber::EnvFilter::try_new(&filter).with_context(|| format!("log level {filter:?}"))?);
     let address = agent::registration::parse_address(&args.address)?;
     let mut config = agent::AgentConfig::new(&args.node, address, &args.datastore.datastore);
     config.labels = agent::registration::parse_labels(&args.labels)?;

@@ -93,10 +93,7 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
             other => anyhow::bail!("log level {other:?} (-l) is not one of trace, debug, info, warn, error"),
         },
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+    super::init_logging(tracing_subscriber::EnvFilter::new(filter));
     Ok(())
 }
 
