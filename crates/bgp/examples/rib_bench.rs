@@ -5,9 +5,6 @@
 //!
 //! Usage: rib_bench [TESTERS] [PREFIXES_PER_TESTER]   (default 100 1000)
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 

@@ -9,6 +9,16 @@ pub mod lab;
 pub mod agent;
 pub mod node;
 
+/// Log to stderr with `filter`, in colour only when stderr is a terminal (log files of the
+/// agent and daemons stay plain text). A second call is ignored.
+pub fn init_logging(filter: tracing_subscriber::EnvFilter) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 /// The datastore option every store-backed command takes, the same way calicoctl users set
 /// theirs: a flag, or the `SEAM_DATASTORE` environment variable.
 #[derive(clap::Args, Clone, Debug)]
