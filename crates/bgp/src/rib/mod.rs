@@ -290,6 +290,8 @@ pub struct Rib {
     loc: FastMap<Prefix, Dest>,
     /// Prefixes whose best path changed since the last `take_best_changes`.
     best_changes: FastSet<Prefix>,
+    /// Whether `best_changes` is kept (a reflector without a FIB consumer turns it off).
+    tracking_best_changes: bool,
 }
 
 /// Live entries of the two attribute interners (for tests and metrics).
@@ -312,6 +314,7 @@ impl Rib {
             next_group: 1,
             loc: FastMap::default(),
             best_changes: FastSet::default(),
+            tracking_best_changes: true,
         }
     }
 
@@ -727,6 +730,16 @@ impl Rib {
     /// Best-path changes since the last call, for the FIB hook: `(prefix, Some(best attributes))`
     /// or `(prefix, None)` when no route is left. Sorted by prefix. A prefix that changed and
     /// changed back is still reported (with its current best), which a FIB applies idempotently.
+    /// Keep (the default) or stop keeping the set of changed prefixes `take_best_changes`
+    /// reports. A speaker that installs nothing (a route reflector) turns it off and saves a set
+    /// entry per changed prefix; turning it back on starts from nothing changed.
+    pub fn track_best_changes(&mut self, on: bool) {
+        self.tracking_best_changes = on;
+        if !on {
+            self.best_changes = FastSet::default();
+        }
+    }
+
     pub fn take_best_changes(&mut self) -> Vec<(Prefix, Option<Arc<PathAttributes>>)> {
         let mut prefixes: Vec<Prefix> = self.best_changes.drain().collect();
         prefixes.sort();
@@ -905,31 +918,39 @@ impl Rib {
     ) -> bool {
         let path_id = nlri.path_id.unwrap_or(0);
         let is_this = move |p: &Path| p.from_peer(peer) && p.path_id == path_id;
-        let mut previous_accepted = None;
-        if let Some(existing) = self.loc.get_mut(&nlri.prefix).and_then(|d| d.paths.iter_mut().find(|p| is_this(p))) {
-            if Arc::ptr_eq(&existing.attrs, attrs) && existing.accepted == accepted {
+        // `None`: new path; `Some(accepted)`: replaced a path with that flag.
+        let mut previous: Option<bool> = None;
+        let mut replaced = None;
+        let path = Path { source, path_id, attrs: attrs.clone(), since: now, meta, accepted, stale: false };
+        let changed = self.edit_dest(nlri.prefix, |paths| match paths.iter_mut().find(|p| is_this(p)) {
+            Some(existing) if Arc::ptr_eq(&existing.attrs, attrs) && existing.accepted == accepted => {
                 // A repeat of what we hold: nothing changes, the route keeps its age; after a
                 // graceful restart it is no longer stale.
                 existing.stale = false;
-                return false;
+                previous = Some(accepted);
+                false
             }
-            previous_accepted = Some(existing.accepted);
-        }
-        let Some(state) = self.peers.get_mut(&peer) else { return false };
-        match previous_accepted {
-            Some(true) => state.accepted -= 1,
-            Some(false) => {}
-            None => state.received += 1,
-        }
-        if accepted {
-            state.accepted += 1;
-        }
-        let path = Path { source, path_id, attrs: attrs.clone(), since: now, meta, accepted, stale: false };
-        let mut replaced = None;
-        let changed = self.change_dest(nlri.prefix, |paths| match paths.iter_mut().find(|p| is_this(p)) {
-            Some(existing) => replaced = Some(std::mem::replace(existing, path)),
-            None => paths.push(path),
+            Some(existing) => {
+                previous = Some(existing.accepted);
+                replaced = Some(std::mem::replace(existing, path));
+                true
+            }
+            None => {
+                paths.push(path);
+                true
+            }
         });
+        let repeat = previous == Some(accepted) && replaced.is_none();
+        if let Some(state) = self.peers.get_mut(&peer).filter(|_| !repeat) {
+            match previous {
+                Some(true) => state.accepted -= 1,
+                Some(false) => {}
+                None => state.received += 1,
+            }
+            if accepted {
+                state.accepted += 1;
+            }
+        }
         if let Some(old) = replaced {
             // After the Loc-RIB dropped its copy, so an unused set leaves the interner.
             self.inbound.release(old.attrs);
@@ -970,9 +991,23 @@ impl Rib {
     /// Apply `edit` to the candidates of `prefix`, re-run the decision, and when the best path
     /// changed record it for the FIB and mark the prefix dirty for every peer of its family.
     fn change_dest(&mut self, prefix: Prefix, edit: impl FnOnce(&mut Paths)) -> bool {
+        self.edit_dest(prefix, |paths| {
+            edit(paths);
+            true
+        })
+    }
+
+    /// `change_dest` with an edit that may find nothing to do (returns false): then the
+    /// decision is not run again. One table lookup either way.
+    fn edit_dest(&mut self, prefix: Prefix, edit: impl FnOnce(&mut Paths) -> bool) -> bool {
         let dest = self.loc.entry(prefix).or_default();
         let before = dest.best_path().cloned();
-        edit(&mut dest.paths);
+        if !edit(&mut dest.paths) {
+            if dest.paths.is_empty() {
+                self.loc.remove(&prefix);
+            }
+            return false;
+        }
         dest.best = decision::select_best(&dest.paths, self.config.local_as, self.config.router_id);
         let changed = match (&before, dest.best_path()) {
             (None, None) => false,
@@ -986,7 +1021,9 @@ impl Rib {
             self.inbound.release(old.attrs);
         }
         if changed {
-            self.best_changes.insert(prefix);
+            if self.tracking_best_changes {
+                self.best_changes.insert(prefix);
+            }
             let family = Family::of_prefix(&prefix);
             let table_len = self.loc.len();
             for group in self.groups.values_mut() {

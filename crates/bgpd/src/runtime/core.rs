@@ -140,12 +140,15 @@ impl Core {
         crashed: Arc<AtomicBool>,
     ) -> Core {
         let global = &config.global;
-        let rib = Rib::new(RibConfig {
+        let mut rib = Rib::new(RibConfig {
             local_as: global.asn,
             router_id: global.router_id,
             // `validate` ran first, so the clients agree on one cluster id.
             cluster_id: cluster_id(&config).unwrap_or(global.router_id),
         });
+        // Best-path changes are only collected once something subscribes to them (the node
+        // agent's FIB); a reflector alone never does.
+        rib.track_best_changes(false);
         let mut core = Core {
             config: config.clone(),
             rib,
@@ -247,6 +250,7 @@ impl Core {
     /// Register a best-path subscriber; it first receives the whole current table.
     pub(crate) fn subscribe(&mut self) -> mpsc::UnboundedReceiver<Vec<BestChange>> {
         let (sender, receiver) = mpsc::unbounded_channel();
+        self.rib.track_best_changes(true);
         let mut snapshot = Vec::new();
         for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
             for view in self.rib.loc_rib(family) {
