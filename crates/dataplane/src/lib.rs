@@ -18,6 +18,12 @@ pub mod sysctl;
 #[allow(unsafe_code)]
 mod sys;
 
+/// Make the process allocator keep freed memory for reuse (see `sys::keep_freed_heap_memory`).
+/// Called once at start by the `seam` binary; returns whether the allocator took the settings.
+pub fn keep_freed_heap_memory() -> bool {
+    sys::keep_freed_heap_memory()
+}
+
 pub use error::{Error, Result};
 pub use links::{Link, RemoteVtep, VethSpec, VxlanSpec};
 pub use netlink::{MacAddr, Netlink};
