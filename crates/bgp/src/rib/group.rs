@@ -108,6 +108,8 @@ pub(crate) struct Resolution {
     last: Option<(BatchKey, usize)>,
     withdrawals: Vec<((Family, Option<PeerId>), Vec<Nlri>)>,
     retractions: Vec<((Family, PeerId), Vec<Nlri>)>,
+    /// Net change of Adj-RIB-Out entries per source peer, applied once per slice.
+    from_peer_delta: Vec<(PeerId, isize)>,
 }
 
 impl Resolution {
@@ -134,6 +136,15 @@ impl Resolution {
 
     fn retract(&mut self, family: Family, member: PeerId, prefix: Prefix) {
         push_keyed(&mut self.retractions, (family, member), prefix);
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) Adj-RIB-Out entry from `source`.
+    fn count(&mut self, source: Option<PeerId>, delta: isize) {
+        let Some(peer) = source else { return };
+        match self.from_peer_delta.iter_mut().rev().find(|(p, _)| *p == peer) {
+            Some((_, total)) => *total += delta,
+            None => self.from_peer_delta.push((peer, delta)),
+        }
     }
 }
 
@@ -261,7 +272,7 @@ impl ExportGroup {
         let family = Family::of_prefix(&prefix);
         let Some(desired) = desired else {
             if let Some(old) = self.adj_out.remove(&prefix) {
-                forget_source(&mut self.from_peer, old.source);
+                batch.count(old.source, -1);
                 batch.withdraw(family, old.source, prefix);
             }
             return;
@@ -276,7 +287,7 @@ impl ExportGroup {
                     return;
                 }
                 let old = std::mem::replace(current, desired);
-                forget_source(&mut self.from_peer, old.source);
+                batch.count(old.source, -1);
                 // The source member was told the previous route: it must forget it.
                 if let Some(member) = source.filter(|_| old.source != source) {
                     batch.retract(family, member, prefix);
@@ -286,9 +297,7 @@ impl ExportGroup {
                 entry.insert(desired);
             }
         }
-        if let Some(peer) = source {
-            *self.from_peer.entry(peer).or_default() += 1;
-        }
+        batch.count(source, 1);
         batch.announce(&attrs, family, source, prefix);
     }
 
@@ -296,6 +305,13 @@ impl ExportGroup {
     /// withdrawals owed to members whose own routes won, then announcements. UPDATEs that
     /// reach no member are dropped (their changes are in the Adj-RIB-Out all the same).
     pub(crate) fn finish(&mut self, batch: Resolution) {
+        for (peer, delta) in batch.from_peer_delta {
+            let count = self.from_peer.entry(peer).or_default();
+            *count = count.saturating_add_signed(delta);
+            if *count == 0 {
+                self.from_peer.remove(&peer);
+            }
+        }
         for ((family, source), nlri) in batch.withdrawals {
             let audience = self.audience_for(source);
             self.push(withdraw_update(family, nlri), audience);
@@ -359,17 +375,5 @@ impl ExportGroup {
         alone.eor_pending = self.eor_pending.iter().filter(|(p, _)| *p == peer).copied().collect();
         self.remove_member(peer);
         alone
-    }
-}
-
-/// One Adj-RIB-Out entry from `source` is gone.
-fn forget_source(from_peer: &mut FastMap<PeerId, usize>, source: Option<PeerId>) {
-    if let Some(peer) = source {
-        if let Some(count) = from_peer.get_mut(&peer) {
-            *count -= 1;
-            if *count == 0 {
-                from_peer.remove(&peer);
-            }
-        }
     }
 }
