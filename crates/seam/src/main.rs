@@ -2,6 +2,7 @@
 //!
 //! Each subcommand lives in its own module under `cli/` and exposes `Args` plus `run`.
 
+mod bench;
 mod cli;
 mod lab;
 
@@ -38,9 +39,13 @@ enum Command {
     Agent(cli::agent::Args),
     /// This node's state, as calicoctl node: `seam node status`.
     Node(cli::node::Args),
+    /// Benchmarks against the implementations Seam replaces: `seam bench rr` (route reflectors).
+    Bench(cli::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    // Route tables grow by doubling: keep freed memory for the next growth (docs/benchmarks.md).
+    dataplane::keep_freed_heap_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bgpd(args) => cli::bgpd::run(args),
@@ -53,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Lab(args) => cli::lab::run(args),
         Command::Agent(args) => cli::agent::run(args),
         Command::Node(args) => cli::node::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

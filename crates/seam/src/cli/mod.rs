@@ -8,6 +8,7 @@ pub mod ipam;
 pub mod lab;
 pub mod agent;
 pub mod node;
+pub mod bench;
 
 /// Log to stderr with `filter`, in colour only when stderr is a terminal (log files of the
 /// agent and daemons stay plain text). A second call is ignored.
