@@ -1,12 +1,14 @@
 //! RIBs, decision process and route reflection (RFC 4271 §3.2 and §9, RFC 4456), sans-IO.
 //!
-//! Data flow: `apply_update` / `originate` change a peer's Adj-RIB-In (or the local table) and the
-//! candidate list of each touched prefix in the Loc-RIB; the decision process re-selects the best
-//! path; when it changed, the prefix is marked dirty for every peer that negotiated its family.
-//! `next_updates` later resolves a peer's dirty prefixes against the current Loc-RIB (export
-//! rules, per-peer attribute rewriting), compares with the peer's Adj-RIB-Out, and emits UPDATEs
-//! grouped by outbound attribute set. Resolving lazily means a prefix that flaps ten times before
-//! a slow peer drains is exported once, and the pending state per peer is one set of prefixes.
+//! Data flow: `apply_update` / `originate` change the paths of each touched prefix in the
+//! Loc-RIB (a received route is stored once: the Adj-RIBs-In are the destinations' paths,
+//! flagged when rejected or stale); the decision process re-selects the best path among the
+//! accepted ones; when it changed, the prefix is marked dirty in every update group of its
+//! family (`group.rs`: sessions with the same export rules share one Adj-RIB-Out and queue).
+//! `next_group_updates` later resolves a group's dirty prefixes against the current Loc-RIB
+//! (export rules, attribute rewriting), compares with the group's Adj-RIB-Out, and emits
+//! UPDATEs packed per outbound attribute set and source, each with its audience. Resolving
+//! lazily means a prefix that flaps ten times before a slow group drains is exported once.
 //!
 //! Graceful Restart, helper side (RFC 4724 §4.2): when a session that negotiated it ends
 //! without a NOTIFICATION, `peer_down_graceful` keeps the peer's routes of the families it
@@ -675,10 +677,7 @@ impl Rib {
             match paths.iter_mut().find(|p| p.source == RouteSource::Local) {
                 Some(existing) if Arc::ptr_eq(&existing.attrs, &path.attrs) => {}
                 Some(existing) => *existing = path,
-                None => {
-                    // Most prefixes have one path: no spare capacity per prefix.
-                    paths.push(path)
-                }
+                None => paths.push(path),
             }
         });
     }
