@@ -165,12 +165,22 @@ pub fn run_outside(plan: &Plan) -> anyhow::Result<()> {
     }
 }
 
+/// Pause between two runs.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// The child, inside the namespace: every scenario against every reflector, then the table.
 pub fn run_inside(plan: &Plan, namespace: &str, log_dir: &Path, command_line: &str) -> anyhow::Result<()> {
     isolation::ensure_inside(namespace)?;
     let mut records = Vec::new();
+    let mut first = true;
     for scenario in &plan.scenarios {
         for &daemon in &plan.daemons {
+            if !first {
+                // Let the kernel finish tearing down the previous run's sockets (thousands after
+                // 2000x10) so it does not bill the next reflector.
+                std::thread::sleep(SETTLE);
+            }
+            first = false;
             eprintln!("seam bench rr: {} ({}) on {daemon} ...", scenario.name, scenario.layout);
             let record = run_one(plan, scenario, daemon, log_dir);
             eprintln!("seam bench rr: {} on {daemon}: {}", scenario.name, progress_note(&record));
