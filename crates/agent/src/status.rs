@@ -198,7 +198,8 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-fn rfc3339(unix: u64) -> String {
+/// Seconds since the Unix epoch as an RFC 3339 UTC timestamp (`2023-11-14T22:13:20Z`).
+pub fn rfc3339(unix: u64) -> String {
     let (y, m, d) = civil((unix / 86_400) as i64);
     let s = unix % 86_400;
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s % 3600 / 60, s % 60)

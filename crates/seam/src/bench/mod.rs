@@ -270,37 +270,15 @@ fn nproc() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-/// The current time in UTC, as `2026-11-23 14:05:09 UTC`.
+/// The current time in UTC, RFC 3339 (`2026-11-23T14:05:09Z`), as `seam node status` prints it.
 fn utc_now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    utc_text(secs)
-}
-
-fn utc_text(unix_seconds: u64) -> String {
-    let (days, rest) = (unix_seconds / 86_400, unix_seconds % 86_400);
-    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar, in 400-year eras).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
+    agent::status::rfc3339(secs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_civil_utc() {
-        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc_text(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc_text(1_795_442_709), "2026-11-23 14:05:09 UTC");
-    }
 
     #[test]
     fn plans_default_to_everything_and_reject_bad_names() {
