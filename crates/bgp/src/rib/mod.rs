@@ -961,22 +961,25 @@ impl Rib {
     fn withdraw_in(&mut self, peer: PeerId, nlri: &Nlri) -> bool {
         let path_id = nlri.path_id.unwrap_or(0);
         let is_this = move |p: &Path| p.from_peer(peer) && p.path_id == path_id;
-        let held = self.loc.get(&nlri.prefix).and_then(|d| d.paths.iter().find(|p| is_this(p))).map(|p| p.accepted);
-        let Some(was_accepted) = held else { return false };
-        let Some(state) = self.peers.get_mut(&peer) else { return false };
-        state.received -= 1;
-        if was_accepted {
-            state.accepted -= 1;
+        if !self.peers.contains_key(&peer) {
+            return false;
         }
         let mut removed = None;
-        let changed = self.change_dest(nlri.prefix, |paths| {
-            if let Some(index) = paths.iter().position(is_this) {
+        let changed = self.edit_dest(nlri.prefix, |paths| match paths.iter().position(is_this) {
+            Some(index) => {
                 removed = Some(paths.remove(index));
+                true
             }
+            None => false,
         });
-        if let Some(old) = removed {
-            self.inbound.release(old.attrs);
+        let Some(old) = removed else { return false };
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.received -= 1;
+            if old.accepted {
+                state.accepted -= 1;
+            }
         }
+        self.inbound.release(old.attrs);
         changed
     }
 
