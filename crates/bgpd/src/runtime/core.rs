@@ -484,8 +484,11 @@ impl Core {
     /// every member it is for. A group is drained while at least one member has credit; a
     /// member whose queue passes `SPLIT_BYTES` gets a group of its own.
     fn flush(&mut self) {
-        // Stale entries (sessions that went down) cost nothing: their RIB ids are gone.
-        self.sessions.retain(|id, _| self.rib.group_of(*id).is_some());
+        // Entries of sessions that went down are ignored by `live_of` (their RIB ids are gone);
+        // they are swept only once they could outnumber the live ones, not on every flush.
+        if self.sessions.len() > 2 * self.peers.len() + 64 {
+            self.sessions.retain(|id, _| self.rib.group_of(*id).is_some());
+        }
         for group in self.rib.groups_with_pending() {
             self.flush_group(group);
         }
