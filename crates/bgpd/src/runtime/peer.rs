@@ -635,7 +635,7 @@ async fn write_loop(
 ) {
     let mut batch: Vec<Bytes> = Vec::new();
     let mut closing = false;
-    'serve: while !closing {
+    while !closing {
         let Some(item) = queue.recv().await else { break };
         let mut credited = 0;
         let mut gathered = 0;
@@ -657,7 +657,7 @@ async fn write_loop(
             }
         }
         if write_all_vectored(&mut socket, &mut batch).await.is_err() {
-            break 'serve;
+            break;
         }
         if credited > 0 {
             let before = in_flight.fetch_sub(credited, Ordering::AcqRel);

@@ -17,7 +17,8 @@ pub struct Args {
 pub enum BenchCommand {
     /// Route reflector: seam bgpd, BIRD 2, FRR and GoBGP as the reflector under the same load
     /// (fan-in, fan-out, many clients, churn) in a private network namespace; one table.
-    /// Needs root. Exits non-zero when a run failed its checks or timed out.
+    /// Needs root. Exits non-zero when any run failed its checks, or seam's run timed out
+    /// (an anchor's timeout is reported in the table).
     Rr(RrArgs),
 }
 
